@@ -1,0 +1,65 @@
+"""Retry schedules: how long to wait before the next attempt.
+
+Pure functions over an injected random source, so the schedule can be property-tested without
+sleeping. Two kinds of waits exist and they are budgeted separately:
+
+* transient failures (5xx, resets, timeouts) count against ``--max-attempts``;
+* throttling (429, 413 overLimit, APIG.0308) never counts as a failed attempt: we wait as the
+  cloud asks (``Retry-After``) or back off exponentially, until a total throttle wait per server
+  (:data:`DEFAULT_MAX_THROTTLE_WAIT`) is spent.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Final
+
+#: First backoff step, in seconds.
+DEFAULT_BACKOFF_BASE: Final = 0.5
+#: No single backoff wait is longer than this.
+DEFAULT_BACKOFF_CAP: Final = 30.0
+#: A ``Retry-After`` longer than this is clamped: a gateway asking for an hour is misconfigured.
+MAX_RETRY_AFTER: Final = 300.0
+#: Total seconds one server may spend waiting on throttles before it is reported ``failed``.
+DEFAULT_MAX_THROTTLE_WAIT: Final = 900.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backoff:
+    """Exponential backoff with "equal jitter".
+
+    The n-th wait (n ≥ 1) is drawn uniformly from ``[d/2, d]`` with ``d = min(cap, base·2^(n-1))``:
+    waits grow exponentially yet never collapse to zero, so a retry storm spreads out instead of
+    re-synchronising.
+    """
+
+    base: float = DEFAULT_BACKOFF_BASE
+    cap: float = DEFAULT_BACKOFF_CAP
+
+    def ceiling(self, attempt: int) -> float:
+        """The largest wait after failed attempt number ``attempt`` (1-based)."""
+        if attempt < 1:
+            raise ValueError("attempt numbers start at 1")
+        # Cap the exponent first: 2**1000 is fine in Python, but floats overflow past ~2**1023.
+        return min(self.cap, self.base * 2.0 ** min(attempt - 1, 64))
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """The wait after failed attempt number ``attempt``, jittered with ``rng``."""
+        top = self.ceiling(attempt)
+        return top / 2 + rng.random() * top / 2
+
+
+def throttle_delay(
+    retry_after: float | None, attempt: int, backoff: Backoff, rng: random.Random
+) -> float:
+    """How long to wait after a throttle answer.
+
+    The cloud's ``Retry-After`` wins (clamped to :data:`MAX_RETRY_AFTER`), plus a little jitter so
+    that all the requests the gateway bounced do not come back in the same millisecond.
+    Without it, exponential backoff over the number of throttles this server has seen.
+    """
+    if retry_after is not None:
+        wait = min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+        return wait + rng.random() * min(1.0, 0.1 * wait + 0.05)
+    return backoff.delay(attempt, rng)

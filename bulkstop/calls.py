@@ -1,0 +1,169 @@
+"""One compute call under the run's rules: concurrency slot, project budget, retries, renewal.
+
+:class:`Gate` is the only path from the engine to the :class:`~bulkstop.cloud.ComputeAPI`: listing
+pages, reads, actions and polls all go through :meth:`Gate.call`, so every request counts against
+its project's ``--rate`` and the global ``--concurrency`` bound, and every request gets the same
+retry rules:
+
+=====================================  ======================================================
+answer                                 what happens
+=====================================  ======================================================
+2xx                                    returned
+429, 413 overLimit, APIG(W).0308       budget hold + slow-down, wait ``Retry-After`` (or back
+                                       off), retry; not an attempt failure; bounded by
+                                       ``max_throttle_wait`` in total
+5xx, no answer (reset, timeout)        exponential backoff with jitter, up to ``max_attempts``
+401                                    renew the project's token, retry once
+anything else (400, 403, 404, 409..)   returned: the caller decides what it means
+=====================================  ======================================================
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import anyio
+
+from .backoff import DEFAULT_MAX_THROTTLE_WAIT, Backoff, throttle_delay
+from .budget import Clock, ProjectBudget, Sleep
+from .cloud import ComputeAPI
+from .errorbody import is_throttle
+from .models import Reply
+
+#: Attempts per request on transient failures (``--max-attempts``).
+DEFAULT_MAX_ATTEMPTS: Final = 5
+
+Request = Callable[[], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How hard to try one request."""
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff: Backoff = field(default_factory=Backoff)
+    max_throttle_wait: float = DEFAULT_MAX_THROTTLE_WAIT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallResult:
+    """The final answer to one logical request, and what it took to get it."""
+
+    reply: Reply
+    #: HTTP requests sent for it (retries and the retry after a token renewal included).
+    attempts: int
+    #: ``time.monotonic()`` when the first request was sent.
+    started: float
+    #: True when an earlier attempt got no answer: it may have reached the cloud.
+    uncertain: bool = False
+    #: Why we stopped retrying, when the reply is a transient error or throttle we gave up on.
+    gave_up: str | None = None
+
+
+def is_transient(reply: Reply) -> bool:
+    """No answer, or a 5xx: worth another attempt."""
+    return reply.status is None or reply.status >= 500
+
+
+class Gate:
+    """Sends requests under the run's concurrency bound, project budgets and retry policy."""
+
+    def __init__(
+        self,
+        *,
+        compute: ComputeAPI,
+        budgets: dict[str, ProjectBudget],
+        concurrency: int,
+        policy: RetryPolicy,
+        rng: random.Random | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.compute = compute
+        self.budgets = budgets
+        self.policy = policy
+        self._slots = anyio.Semaphore(concurrency)
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._sleep = sleep
+        #: Requests sent, by project; the report shows it.
+        self.sent: dict[str, int] = dict.fromkeys(budgets, 0)
+
+    async def call(self, project_id: str, request: Request) -> CallResult:
+        """Send ``request`` for ``project_id`` until it gets a final answer or retries run out."""
+        budget = self.budgets[project_id]
+        attempts = failures = throttles = 0
+        throttle_waited = 0.0
+        uncertain = renewed = False
+        started = self._clock()
+        while True:
+            reply = await self._send(project_id, budget, request)
+            attempts += 1
+            if reply.ok:
+                budget.succeeded()
+                return CallResult(
+                    reply=reply, attempts=attempts, started=started, uncertain=uncertain
+                )
+            if is_throttle(reply.status, reply.error):
+                budget.throttled(reply.retry_after)
+                throttles += 1
+                wait = throttle_delay(reply.retry_after, throttles, self.policy.backoff, self._rng)
+                if throttle_waited + wait > self.policy.max_throttle_wait:
+                    return CallResult(
+                        reply=reply,
+                        attempts=attempts,
+                        started=started,
+                        uncertain=uncertain,
+                        gave_up=f"still throttled after waiting {throttle_waited:.0f}s",
+                    )
+                throttle_waited += wait
+                await self._sleep(wait)
+                continue
+            if reply.status == 401 and not renewed:
+                # Tokens can be revoked or expire early; one fresh token, one more try.
+                await self.compute.renew_auth(project_id)
+                renewed = True
+                continue
+            if not is_transient(reply):
+                return CallResult(
+                    reply=reply, attempts=attempts, started=started, uncertain=uncertain
+                )
+            uncertain = uncertain or reply.status is None
+            failures += 1
+            if failures >= self.policy.max_attempts:
+                return CallResult(
+                    reply=reply,
+                    attempts=attempts,
+                    started=started,
+                    uncertain=uncertain,
+                    gave_up=f"gave up after {failures} failed attempts",
+                )
+            wait = reply.retry_after if reply.retry_after else 0.0
+            await self._sleep(max(wait, self.policy.backoff.delay(failures, self._rng)))
+
+    async def _send(self, project_id: str, budget: ProjectBudget, request: Request) -> Reply:
+        if budget.paced:
+            # One task per project waits for pacing while holding a slot; the rest wait their
+            # turn without one, so a slow project cannot starve the others of slots.
+            async with budget.turn:
+                await self._slots.acquire()
+                try:
+                    await budget.pace()
+                except BaseException:
+                    self._slots.release()
+                    raise
+        else:
+            await budget.wait_open()
+            await self._slots.acquire()
+            budget.note_send()
+        try:
+            self.sent[project_id] += 1
+            return await request()
+        finally:
+            self._slots.release()

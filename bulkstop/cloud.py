@@ -1,0 +1,55 @@
+"""The one narrow seam between the engine and a cloud.
+
+The engine talks to a compute API only through :class:`ComputeAPI`. The real implementation is
+:class:`bulkstop.compute_http.HttpCompute` (aiohttp + Keystone tokens); unit tests use an
+in-memory fake; integration tests use the real implementation against :mod:`bulkstop.mockcloud`.
+
+Contract of every call:
+
+* It makes exactly one HTTP request (so the engine can count it against the project's rate
+  budget) and never retries by itself: retries, backoff and token renewal are the engine's.
+* It never raises for an HTTP status or a broken connection. It returns a
+  :class:`~bulkstop.models.Reply` whose ``status`` is ``None`` when no HTTP answer arrived and
+  whose ``error`` is parsed from whatever body came back (Nova, Huawei, gateway, HTML, nothing).
+* It raises only :class:`~bulkstop.errors.CloudAccessError` subclasses, for problems that concern
+  the whole run (no credentials, Keystone refusing us).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .models import Action, ListQuery, Reply, ServerPage
+
+
+class ComputeAPI(Protocol):
+    """List, read and act on servers of one or more projects."""
+
+    async def list_page(self, project_id: str, query: ListQuery, marker: str | None) -> Reply:
+        """``GET /servers/detail`` (microversion 2.26); on success ``body`` is a ServerPage."""
+        ...
+
+    async def get_server(self, project_id: str, server_id: str) -> Reply:
+        """``GET /servers/{id}``; on success ``body`` is a :class:`~bulkstop.models.Server`."""
+        ...
+
+    async def action(
+        self, project_id: str, server_id: str, action: Action, *, stop_type: str | None = None
+    ) -> Reply:
+        """``POST /servers/{id}/action`` with ``{action: {}}`` (``type`` added for a typed stop)."""
+        ...
+
+    async def renew_auth(self, project_id: str) -> None:
+        """Get a fresh token for the project (after a 401). Raises AuthError if refused."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+def page_of(reply: Reply) -> ServerPage:
+    """The ServerPage of a successful listing reply (raises TypeError on misuse)."""
+    if not isinstance(reply.body, ServerPage):
+        raise TypeError("reply does not carry a server page")
+    return reply.body

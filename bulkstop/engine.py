@@ -1,0 +1,508 @@
+"""The engine: resolve a selector into a plan, then execute the plan.
+
+Data flows one way::
+
+    Selector ──resolve()──▶ Plan (PlanEntry per matched server) ──execute()──▶ ServerResult each
+
+The engine knows nothing of click, aiohttp or terminals. It reaches the cloud only through a
+:class:`~bulkstop.cloud.ComputeAPI`, every request through one :class:`~bulkstop.calls.Gate`,
+and tells the outside world what happens through an :class:`Observer` (progress display,
+journal). A failure that concerns one server becomes that server's result; only problems with
+the run as a whole (credentials, an endpoint that cannot list, an unsafe cloud) raise, and they
+raise before any action is sent.
+
+Concurrency: each project (scope) gets up to ``concurrency`` workers that take servers from that
+project's queue, so a throttled project does not hold the others back; a global semaphore in
+the gate bounds the requests in flight across all projects to ``concurrency``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import time
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Final
+
+import anyio
+
+from .budget import Clock, ProjectBudget, Sleep
+from .calls import CallResult, Gate, RetryPolicy
+from .cloud import ComputeAPI
+from .errors import AuthError, BulkstopError, EndpointError, InputError, UnsafeCloudError
+from .models import Action, ErrorInfo, ListQuery, Outcome, Server, ServerPage, ServerResult
+from .plan import SPECS, ActionSpec, PlanEntry, classify
+from .selector import Selector
+
+#: ``--rate``: compute API requests per second per project.
+DEFAULT_RATE: Final = 10.0
+#: ``--concurrency``: requests in flight overall.
+DEFAULT_CONCURRENCY: Final = 32
+#: ``--wait-timeout``: seconds to wait for each server to reach its final status.
+DEFAULT_WAIT_TIMEOUT: Final = 600.0
+#: Seconds between two status polls of a project while waiting.
+DEFAULT_POLL_INTERVAL: Final = 2.0
+#: Records per listing page we ask for (clouds clamp it to their ``max_limit``).
+PAGE_LIMIT: Final = 1000
+#: Up to this many servers of a project are read one GET each; more are read by listing.
+GET_THRESHOLD: Final = 25
+#: Reason recorded for servers not reached because the run was interrupted.
+INTERRUPTED: Final = "interrupted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """How a run acts. Defaults are the CLI's."""
+
+    action: Action = Action.STOP
+    rate: float = DEFAULT_RATE
+    concurrency: int = DEFAULT_CONCURRENCY
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    wait: bool = False
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    stop_type: str | None = None
+    dry_run: bool = False
+
+    @property
+    def spec(self) -> ActionSpec:
+        """What done / in progress / allowed mean for this run's action."""
+        return SPECS[self.action]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """The resolved selection: every matched server once, with what will happen to it."""
+
+    entries: tuple[PlanEntry, ...]
+    #: IDs from an ID file the cloud does not know.
+    missing: tuple[ServerResult, ...] = ()
+    scopes: tuple[str, ...] = ()
+    #: Records the cloud returned while resolving.
+    listed: int = 0
+    #: Returned records that failed the client-side re-check (the cloud ignored a filter).
+    rechecked_out: int = 0
+
+    @property
+    def to_send(self) -> tuple[PlanEntry, ...]:
+        """The entries that will get a request."""
+        return tuple(e for e in self.entries if e.sends)
+
+
+class Observer:
+    """Hooks the engine calls as a run progresses. The default does nothing.
+
+    Subclass for a progress display or a journal. Hooks must be quick and must not raise.
+    """
+
+    def planned(self, plan: Plan) -> None:
+        """The plan is known; execution is about to start."""
+
+    def sending(self, entry: PlanEntry) -> None:
+        """A request for this server is about to be sent for the first time."""
+
+    def finished(self, result: ServerResult) -> None:
+        """A server has its final result."""
+
+
+class Engine:
+    """Resolves and executes one run against one cloud. Create inside the running event loop."""
+
+    def __init__(
+        self,
+        *,
+        compute: ComputeAPI,
+        scopes: Collection[str],
+        options: RunOptions,
+        observer: Observer | None = None,
+        rng: random.Random | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        if not scopes:
+            raise ValueError("at least one project scope is needed")
+        self.compute = compute
+        self.scopes = tuple(dict.fromkeys(scopes))
+        self.options = options
+        self.observer = observer or Observer()
+        self._clock = clock
+        self._sleep = sleep
+        budgets = {
+            s: ProjectBudget(rate=options.rate, clock=clock, sleep=sleep) for s in self.scopes
+        }
+        self.gate = Gate(
+            compute=compute,
+            budgets=budgets,
+            concurrency=options.concurrency,
+            policy=options.retry,
+            rng=rng,
+            clock=clock,
+            sleep=sleep,
+        )
+        self.results: dict[str, ServerResult] = {}
+        self._in_flight: set[str] = set()
+        self._halt: str | None = None
+        self._poll_query = ListQuery(limit=PAGE_LIMIT)
+
+    # -- resolution ---------------------------------------------------------------------------
+
+    async def resolve(self, selector: Selector) -> Plan:
+        """Expand the selector into a plan. Sends only reads; raises before any action."""
+        query = dataclasses.replace(selector.list_query(), limit=PAGE_LIMIT)
+        self._poll_query = (
+            query
+            if selector.ids is None
+            else ListQuery(all_tenants=selector.all_projects, limit=PAGE_LIMIT)
+        )
+        wanted = self._wanted_by_scope(selector)
+        found: dict[str, list[Server]] = {}
+
+        async def fetch(scope: str, ids: set[str] | None) -> None:
+            found[scope] = list((await self._fetch(scope, ids, query)).values())
+
+        with _first_run_error():
+            async with anyio.create_task_group() as tg:
+                for scope, ids in wanted.items():
+                    tg.start_soon(fetch, scope, ids)
+
+        entries: dict[str, PlanEntry] = {}
+        seen: set[str] = set()
+        listed = rechecked_out = 0
+        for scope in self.scopes:
+            ids = wanted.get(scope)
+            for server in found.get(scope, ()):
+                listed += 1
+                if server.tags is None:
+                    raise UnsafeCloudError(
+                        f"the cloud returned server {server.id} without its tags "
+                        "(compute microversion 2.26 not honoured?): bulkstop cannot check "
+                        "tag filters or the bulkstop:protect tag, so it refuses to act"
+                    )
+                if ids is not None and server.id not in ids:
+                    continue
+                seen.add(server.id)
+                if not selector.matches(server):
+                    rechecked_out += 1
+                    continue
+                if server.id not in entries:
+                    entries[server.id] = classify(
+                        server, scope=scope, selector=selector, spec=self.options.spec
+                    )
+        missing = tuple(
+            ServerResult(
+                id=t.id,
+                project_id=t.project_id or "",
+                outcome=Outcome.NOT_FOUND,
+                reason="not found in the projects in scope",
+            )
+            for t in (selector.ids or ())
+            if t.id not in seen
+        )
+        return Plan(
+            entries=tuple(entries.values()),
+            missing=tuple({r.id: r for r in missing}.values()),
+            scopes=self.scopes,
+            listed=listed,
+            rechecked_out=rechecked_out,
+        )
+
+    def _wanted_by_scope(self, selector: Selector) -> dict[str, set[str] | None]:
+        """Which ids to look for in which scope (``None`` = everything the query matches)."""
+        if selector.ids is None:
+            return dict.fromkeys(self.scopes)
+        wanted: dict[str, set[str] | None] = {s: set() for s in self.scopes}
+        for target in selector.ids:
+            if target.project_id is None or selector.all_projects:
+                homes: tuple[str, ...] = self.scopes
+            elif target.project_id in wanted:
+                homes = (target.project_id,)
+            else:
+                raise InputError(
+                    f"server {target.id} is in project {target.project_id}, which is not in "
+                    "scope (add --project or leave project_id out of the file)",
+                    source=selector.ids_source,
+                    line=target.line,
+                )
+            for home in homes:
+                ids = wanted[home]
+                assert ids is not None
+                ids.add(target.id)
+        return {s: ids for s, ids in wanted.items() if ids}
+
+    async def _fetch(self, scope: str, ids: set[str] | None, query: ListQuery) -> dict[str, Server]:
+        """Current records of ``ids`` in ``scope`` (all matching ``query`` when ``ids`` is None).
+
+        Few ids: one GET each. Otherwise: page through the listing. Raises CloudAccessError when
+        the cloud cannot be read.
+        """
+        if ids is not None and len(ids) <= GET_THRESHOLD:
+            out: dict[str, Server] = {}
+
+            async def get(server_id: str) -> None:
+                res = await self.gate.call(
+                    scope, partial(self.compute.get_server, scope, server_id)
+                )
+                if res.reply.status == 404:
+                    return
+                body = res.reply.body
+                if not res.reply.ok or not isinstance(body, Server):
+                    raise _read_error(scope, res, what=f"read server {server_id}")
+                out[server_id] = body
+
+            with _first_run_error():
+                async with anyio.create_task_group() as tg:
+                    for server_id in sorted(ids):
+                        tg.start_soon(get, server_id)
+            return out
+        servers = await self._list(scope, query)
+        return {s.id: s for s in servers if ids is None or s.id in ids}
+
+    async def _list(self, scope: str, query: ListQuery) -> list[Server]:
+        out: list[Server] = []
+        marker: str | None = None
+        while True:
+            res = await self.gate.call(scope, partial(self.compute.list_page, scope, query, marker))
+            page = res.reply.body
+            if not res.reply.ok or res.reply.error is not None or not isinstance(page, ServerPage):
+                raise _read_error(scope, res, what="list servers")
+            out.extend(page.servers)
+            if page.next_marker is None:
+                return out
+            if page.next_marker == marker:
+                raise EndpointError(f"project {scope}: the listing's next link does not advance")
+            marker = page.next_marker
+
+    # -- execution ----------------------------------------------------------------------------
+
+    def halt(self, reason: str) -> None:
+        """Dispatch nothing new; requests in flight finish. The rest become ``not_attempted``."""
+        if self._halt is None:
+            self._halt = reason
+
+    @property
+    def halted(self) -> str | None:
+        """Why dispatch was stopped, or None."""
+        return self._halt
+
+    async def execute(self, plan: Plan) -> tuple[ServerResult, ...]:
+        """Carry out the plan; returns one result per server, in plan order.
+
+        Cancellation-safe: if cancelled, :meth:`final_results` still gives a complete list.
+        """
+        self.observer.planned(plan)
+        for missing in plan.missing:
+            self._finish(missing)
+        queues: dict[str, list[PlanEntry]] = {}
+        for entry in plan.entries:
+            if entry.sends and not self.options.dry_run:
+                queues.setdefault(entry.scope, []).append(entry)
+            elif entry.sends:
+                self._finish(_result(entry, Outcome.PLANNED, reason="dry run"))
+            else:
+                assert entry.outcome is not None
+                self._finish(_result(entry, entry.outcome, reason=entry.reason))
+        async with anyio.create_task_group() as tg:
+            for scope, entries in queues.items():
+                tg.start_soon(self._run_scope, scope, entries)
+        return self.final_results(plan)
+
+    def final_results(self, plan: Plan) -> tuple[ServerResult, ...]:
+        """Every server of the plan once: its result, or ``not_attempted`` if it has none yet."""
+        reason = self._halt or INTERRUPTED
+        out: list[ServerResult] = [self.results.get(m.id, m) for m in plan.missing]
+        for entry in plan.entries:
+            sid = entry.server.id
+            if sid in self.results:
+                out.append(self.results[sid])
+            elif sid in self._in_flight:
+                out.append(
+                    _result(
+                        entry,
+                        Outcome.FAILED,
+                        reason=f"{reason} with the request in flight: state unknown",
+                    )
+                )
+            else:
+                out.append(_result(entry, Outcome.NOT_ATTEMPTED, reason=reason))
+        return tuple(out)
+
+    async def _run_scope(self, scope: str, entries: list[PlanEntry]) -> None:
+        queue = iter(entries)
+        waiter = _Waiter()
+        async with anyio.create_task_group() as tg:
+            if self.options.wait:
+                tg.start_soon(self._poll, scope, waiter)
+            async with anyio.create_task_group() as workers:
+                for _ in range(min(self.options.concurrency, len(entries))):
+                    workers.start_soon(self._worker, queue, waiter)
+            waiter.dispatch_done = True
+
+    async def _worker(self, queue: Iterator[PlanEntry], waiter: _Waiter) -> None:
+        for entry in queue:
+            if self._halt is not None:
+                return
+            result = await self._act(entry)
+            if result.outcome is Outcome.ACCEPTED and self.options.wait:
+                waiter.pending[entry.server.id] = (
+                    result,
+                    self._clock() + self.options.wait_timeout,
+                )
+            else:
+                self._finish(result)
+
+    async def _act(self, entry: PlanEntry) -> ServerResult:
+        """Send the action for one server and judge the answer."""
+        sid, scope = entry.server.id, entry.scope
+        self.observer.sending(entry)
+        self._in_flight.add(sid)
+        try:
+            res = await self.gate.call(
+                scope,
+                partial(
+                    self.compute.action,
+                    scope,
+                    sid,
+                    self.options.action,
+                    stop_type=self.options.stop_type,
+                ),
+            )
+            return await self._judge(entry, res)
+        finally:
+            self._in_flight.discard(sid)
+
+    async def _judge(self, entry: PlanEntry, res: CallResult) -> ServerResult:
+        reply = res.reply
+        spec = self.options.spec
+        judged = partial(
+            _result,
+            entry,
+            http_status=reply.status,
+            attempts=res.attempts,
+            request_id=reply.request_id,
+            elapsed=self._clock() - res.started,
+        )
+        if reply.ok:
+            return judged(Outcome.ACCEPTED)
+        error = reply.error or ErrorInfo(code=f"HTTP {reply.status}", message="")
+        if res.gave_up is not None:
+            return judged(Outcome.FAILED, error=error, reason=res.gave_up)
+        if reply.status == 404:
+            return judged(Outcome.NOT_FOUND, error=error, reason="the cloud does not know it")
+        if reply.status == 409:
+            # Nova says "not in a state to do that": find out which state.
+            reread = await self.gate.call(
+                entry.scope, partial(self.compute.get_server, entry.scope, entry.server.id)
+            )
+            now = reread.reply.body if reread.reply.ok else None
+            if isinstance(now, Server):
+                if spec.is_done(now):
+                    # After an attempt that got no answer, that attempt is what did it.
+                    outcome = Outcome.ACCEPTED if res.uncertain else spec.already
+                    return judged(outcome, reason=f"already {spec.final_status} (409)")
+                if spec.in_progress(now):
+                    return judged(Outcome.ACCEPTED, reason=f"already {spec.task_state} (409)")
+            return judged(Outcome.FAILED, error=error, reason="conflict (409)")
+        return judged(Outcome.FAILED, error=error, reason=f"refused (HTTP {reply.status})")
+
+    async def _poll(self, scope: str, waiter: _Waiter) -> None:
+        """With --wait: read the project's servers in batches until each pending one is done."""
+        spec = self.options.spec
+        while not (waiter.dispatch_done and not waiter.pending):
+            await self._sleep(self.options.poll_interval)
+            if not waiter.pending:
+                continue
+            if self._halt is not None and waiter.dispatch_done:
+                for result, _ in waiter.pending.values():
+                    self._finish(
+                        dataclasses.replace(
+                            result, reason=f"{self._halt} before {spec.final_status}"
+                        )
+                    )
+                waiter.pending.clear()
+                return
+            try:
+                servers = await self._fetch(scope, set(waiter.pending), self._poll_query)
+            except (EndpointError, AuthError):
+                servers = {}  # a failed poll is retried at the next interval, until the deadline
+            now = self._clock()
+            for sid, (result, deadline) in list(waiter.pending.items()):
+                server = servers.get(sid)
+                if server is not None and spec.is_done(server):
+                    final = dataclasses.replace(result, outcome=spec.finished)
+                elif server is not None and server.vm_state == "error":
+                    final = dataclasses.replace(
+                        result, outcome=Outcome.FAILED, reason="went to ERROR"
+                    )
+                elif now >= deadline:
+                    final = dataclasses.replace(
+                        result,
+                        outcome=Outcome.FAILED,
+                        reason=f"not {spec.final_status} after {self.options.wait_timeout:g}s",
+                    )
+                else:
+                    continue
+                del waiter.pending[sid]
+                self._finish(final)
+
+    def _finish(self, result: ServerResult) -> None:
+        self.results[result.id] = result
+        self.observer.finished(result)
+
+
+@dataclass(slots=True)
+class _Waiter:
+    """Servers of one project accepted and waiting to reach their final status."""
+
+    pending: dict[str, tuple[ServerResult, float]] = field(default_factory=dict)
+    dispatch_done: bool = False
+
+
+def _result(
+    entry: PlanEntry,
+    outcome: Outcome,
+    *,
+    reason: str | None = None,
+    error: ErrorInfo | None = None,
+    http_status: int | None = None,
+    attempts: int = 0,
+    request_id: str | None = None,
+    elapsed: float | None = None,
+) -> ServerResult:
+    server = entry.server
+    return ServerResult(
+        id=server.id,
+        project_id=server.project_id or entry.scope,
+        name=server.name,
+        outcome=outcome,
+        http_status=http_status,
+        attempts=attempts,
+        error=error,
+        reason=reason,
+        request_id=request_id,
+        elapsed=elapsed,
+    )
+
+
+@contextlib.contextmanager
+def _first_run_error() -> Iterator[None]:
+    """Raise a run-wide error from a task group as itself, not wrapped in an ExceptionGroup."""
+    try:
+        yield
+    except* BulkstopError as group:
+        first = group.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
+def _read_error(scope: str, res: CallResult, *, what: str) -> Exception:
+    """Translate a failed read during resolution into a run-wide error."""
+    reply = res.reply
+    detail = f"{reply.error.code}: {reply.error.message}" if reply.error else f"HTTP {reply.status}"
+    message = f"project {scope}: could not {what} ({detail})"
+    if reply.status in (401, 403):
+        return AuthError(message)
+    return EndpointError(message)

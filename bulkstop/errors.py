@@ -1,0 +1,94 @@
+"""The one error tree of bulkstop.
+
+Every exception bulkstop raises on purpose is a :class:`BulkstopError`. Each leaf maps to one
+documented exit code of the CLI, so a user never sees a traceback for something the cloud or
+the input did::
+
+    BulkstopError                      (exit 1: anything not more specific)
+    ├── UsageError                     (exit 2) bad options, or a refusal to run without --yes
+    │   └── InputError                 (exit 2) a malformed ID file, plan or report; names file and line
+    ├── CloudAccessError               (exit 3) we could not talk to the cloud at all
+    │   ├── ConfigError                (exit 3) clouds.yaml / OS_* settings are missing or wrong
+    │   ├── AuthError                  (exit 3) Keystone refused the credentials or gave no compute endpoint
+    │   ├── EndpointError              (exit 3) the endpoint is unreachable or not a compute API
+    │   └── UnsafeCloudError           (exit 3) the cloud ignored a filter we rely on (tags without 2.26)
+    ├── RefusedError                   (exit 4) a safety rail refused before anything was sent
+    └── InterruptedRun                 (exit 130) SIGINT/SIGTERM; the report was still written
+
+Third-party exceptions (aiohttp, keystoneauth1, openstacksdk's config loader, json) are translated
+into this tree at exactly one boundary each: :mod:`bulkstop.compute_http` for HTTP and
+:mod:`bulkstop.auth` for Keystone and configuration. A failure that concerns one server is never
+an exception: it is an :class:`~bulkstop.models.Outcome` in the report.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Final
+
+EXIT_OK: Final = 0
+EXIT_FAILURES: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_CLOUD: Final = 3
+EXIT_REFUSED: Final = 4
+EXIT_INTERRUPTED: Final = 130
+
+
+class BulkstopError(Exception):
+    """Base of every error bulkstop raises on purpose; ``exit_code`` is what the CLI returns."""
+
+    exit_code: ClassVar[int] = EXIT_FAILURES
+
+
+class UsageError(BulkstopError):
+    """Raised by the CLI and config layer for options that cannot work together."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
+
+
+class InputError(UsageError):
+    """Raised by the ID-file, plan and report readers for malformed input.
+
+    The message names the file and, where it helps, the line.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None):
+        where = source or ""
+        if line is not None:
+            where = f"{where}:{line}" if where else f"line {line}"
+        super().__init__(f"{where}: {message}" if where else message)
+        self.source = source
+        self.line = line
+
+
+class CloudAccessError(BulkstopError):
+    """Base for failures to reach or trust the cloud as a whole (not one server)."""
+
+    exit_code: ClassVar[int] = EXIT_CLOUD
+
+
+class ConfigError(CloudAccessError):
+    """Raised by :mod:`bulkstop.auth` when clouds.yaml or ``OS_*`` settings are missing or wrong."""
+
+
+class AuthError(CloudAccessError):
+    """Raised by :mod:`bulkstop.auth` when Keystone refuses the credentials or has no compute."""
+
+
+class EndpointError(CloudAccessError):
+    """Raised when the compute endpoint is unreachable or answers like something else."""
+
+
+class UnsafeCloudError(CloudAccessError):
+    """Raised by the selector when the cloud ignored a filter: acting would hit too many servers."""
+
+
+class RefusedError(BulkstopError):
+    """Raised by a safety rail that refuses before anything is sent (caps, confirmation)."""
+
+    exit_code: ClassVar[int] = EXIT_REFUSED
+
+
+class InterruptedRun(BulkstopError):
+    """Raised after SIGINT/SIGTERM once the report of the interrupted run has been written."""
+
+    exit_code: ClassVar[int] = EXIT_INTERRUPTED

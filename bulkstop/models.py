@@ -1,0 +1,171 @@
+"""Records that flow through bulkstop: selector → targets → plan → execution → report.
+
+All records are frozen, slotted dataclasses with keyword-only constructors; they carry no
+behaviour beyond small derived properties, so any stage can be tested from plain values.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+#: vm_states from which Nova accepts os-stop.
+STOPPABLE_VM_STATES: Final = frozenset({"active", "error"})
+#: vm_state of a server that is already off.
+STOPPED_VM_STATE: Final = "stopped"
+#: task_state of a server that is being stopped right now.
+POWERING_OFF: Final = "powering-off"
+#: task_state of a server that is being started right now.
+POWERING_ON: Final = "powering-on"
+
+
+class Action(enum.StrEnum):
+    """A server action bulkstop can fan out (the key of the action body)."""
+
+    STOP = "os-stop"
+    START = "os-start"
+
+    @property
+    def verb(self) -> str:
+        """``stop`` or ``start``: what the report calls this action."""
+        return "stop" if self is Action.STOP else "start"
+
+
+class Outcome(enum.StrEnum):
+    """The fate of one selected server; every server in a report has exactly one."""
+
+    STOPPED = "stopped"  #: accepted and seen SHUTOFF (--wait)
+    STARTED = "started"  #: accepted and seen ACTIVE (start --wait)
+    ACCEPTED = "accepted"  #: the cloud accepted the request (2xx), or was already doing it
+    ALREADY_STOPPED = "already_stopped"  #: nothing to do; no request was needed
+    ALREADY_STARTED = "already_started"  #: nothing to do for a start
+    SKIPPED = "skipped"  #: in a state where the action is not allowed (locked, paused, ...)
+    EXCLUDED = "excluded"  #: matched, but an exclusion/protection tag keeps it out
+    NOT_FOUND = "not_found"  #: the cloud does not know this id (404, or not in the listing)
+    FAILED = "failed"  #: the cloud refused, or retries ran out
+    NOT_ATTEMPTED = "not_attempted"  #: a rail, a deadline or an interruption stopped us first
+    PLANNED = "planned"  #: dry run: would have been sent
+
+    @property
+    def is_failure(self) -> bool:
+        """True for the outcomes that make the run exit 1."""
+        return self in (Outcome.FAILED, Outcome.NOT_FOUND)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorInfo:
+    """A readable error: a code (HTTP fault name, Huawei code, ``timeout``, ...) and a message."""
+
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        """The ``error`` object of the report."""
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Server:
+    """One server as the compute API describes it (the fields bulkstop needs)."""
+
+    id: str
+    project_id: str
+    name: str = ""
+    status: str = ""
+    vm_state: str | None = None
+    task_state: str | None = None
+    power_state: int | None = None
+    locked: bool = False
+    #: ``None`` when the record had no ``tags`` key (microversion < 2.26 or a cloud that drops it).
+    tags: frozenset[str] | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, record: Mapping[str, Any], *, project_id: str | None = None) -> Server:
+        """Build from a Nova ``/servers/detail`` record; tolerant of missing optional fields."""
+        tags = record.get("tags")
+        metadata = record.get("metadata")
+        power = record.get("OS-EXT-STS:power_state")
+        return cls(
+            id=str(record["id"]),
+            project_id=str(record.get("tenant_id") or project_id or ""),
+            name=str(record.get("name") or ""),
+            status=str(record.get("status") or ""),
+            vm_state=record.get("OS-EXT-STS:vm_state"),
+            task_state=record.get("OS-EXT-STS:task_state"),
+            power_state=power if isinstance(power, int) else None,
+            locked=bool(record.get("locked", False)),
+            tags=frozenset(str(t) for t in tags) if isinstance(tags, list) else None,
+            metadata=(
+                {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+            ),
+        )
+
+    @property
+    def is_stopped(self) -> bool:
+        """Off already: vm_state ``stopped`` or status ``SHUTOFF``."""
+        return self.vm_state == STOPPED_VM_STATE or self.status == "SHUTOFF"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reply:
+    """What one compute API call came back with, as the seam reports it.
+
+    ``status`` is ``None`` when no HTTP answer arrived (timeout, reset, refused connection);
+    ``error`` then says which. ``retry_after`` is the server's ``Retry-After`` in seconds.
+    """
+
+    status: int | None
+    error: ErrorInfo | None = None
+    request_id: str | None = None
+    retry_after: float | None = None
+    body: Any = None
+
+    @property
+    def ok(self) -> bool:
+        """Any 2xx."""
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerPage:
+    """One page of a server listing, and the marker of the next page if there is one."""
+
+    servers: tuple[Server, ...]
+    next_marker: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListQuery:
+    """Server-side filters of a listing. Tag filters need microversion 2.26."""
+
+    tags: tuple[str, ...] = ()
+    tags_any: tuple[str, ...] = ()
+    not_tags: tuple[str, ...] = ()
+    not_tags_any: tuple[str, ...] = ()
+    all_tenants: bool = False
+    limit: int | None = None
+
+    @property
+    def uses_tag_filters(self) -> bool:
+        """True when the cloud must honour 2.26 tag filters for the listing to be safe."""
+        return bool(self.tags or self.tags_any or self.not_tags or self.not_tags_any)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerResult:
+    """One line of the report: what happened to one server."""
+
+    id: str
+    project_id: str
+    name: str = ""
+    outcome: Outcome
+    http_status: int | None = None
+    attempts: int = 0
+    error: ErrorInfo | None = None
+    reason: str | None = None
+    request_id: str | None = None
+    #: Seconds from the first request sent for this server to its final answer (None if none).
+    elapsed: float | None = None

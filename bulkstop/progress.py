@@ -1,0 +1,97 @@
+"""Progress on stderr: a live line on a terminal, a periodic status line otherwise.
+
+:class:`Progress` is an :class:`~bulkstop.engine.Observer`; the engine calls it for every
+finished server, so it only counts there and redraws at most every :data:`TTY_INTERVAL`
+seconds (or :data:`LOG_INTERVAL` when stderr is not a terminal).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from typing import Final, TextIO
+
+from .engine import Observer, Plan
+from .models import ServerResult
+
+#: Seconds between two redraws of the live line on a terminal.
+TTY_INTERVAL: Final = 0.2
+#: Seconds between two status lines when stderr is not a terminal (cron, CI, log files).
+LOG_INTERVAL: Final = 10.0
+
+
+class Progress(Observer):
+    """Counts outcomes and shows done/total, rate, outcome counts and ETA."""
+
+    def __init__(
+        self,
+        *,
+        stream: TextIO,
+        interactive: bool,
+        verb: str = "stop",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream = stream
+        self._interactive = interactive
+        self._verb = verb
+        self._clock = clock
+        self._interval = TTY_INTERVAL if interactive else LOG_INTERVAL
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._total = 0
+        self._done = 0
+        self._started = clock()
+        self._next_draw = self._started + self._interval
+        self._drawn = False
+
+    def planned(self, plan: Plan) -> None:
+        self._total = len(plan.entries) + len(plan.missing)
+        self._started = self._clock()
+        self._next_draw = self._started + self._interval
+
+    def finished(self, result: ServerResult) -> None:
+        self._done += 1
+        self._counts[result.outcome.value] += 1
+        now = self._clock()
+        if now >= self._next_draw:
+            self._next_draw = now + self._interval
+            self._draw(now)
+
+    def close(self) -> None:
+        """Draw the final state and end the live line."""
+        if self._drawn or self._done:
+            self._draw(self._clock())
+        if self._interactive and self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+
+    def line(self, now: float) -> str:
+        """The status text at time ``now``."""
+        elapsed = max(now - self._started, 1e-9)
+        rate = self._done / elapsed
+        parts = [f"{self._verb}: {self._done}/{self._total}", f"{rate:.0f}/s"]
+        parts.extend(f"{k} {v}" for k, v in sorted(self._counts.items()))
+        left = self._total - self._done
+        if left and rate > 0:
+            parts.append(f"ETA {_duration(left / rate)}")
+        return " · ".join(parts)
+
+    def _draw(self, now: float) -> None:
+        text = self.line(now)
+        if self._interactive:
+            self._stream.write(f"\r\x1b[K{text}")
+        else:
+            self._stream.write(f"{text}\n")
+        self._stream.flush()
+        self._drawn = True
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

@@ -1,0 +1,240 @@
+"""The JSON report: every selected server's fate, a summary, and how the run was configured.
+
+Schema ``bulkstop/report/v1``::
+
+    {"schema": "bulkstop/report/v1", "action": "stop", "dry_run": false,
+     "started_at": "...Z", "finished_at": "...Z", "selector": {...}, "options": {...},
+     "halted_by": null, "requests": {"<project_id>": 0},
+     "summary": {"selected": 0, "outcomes": {"<outcome>": 0}, "http_status": {"204": 0}},
+     "projects": {"<project_id>": {"selected": 0, "outcomes": {}}},
+     "servers": [{"id": "", "project_id": "", "name": "", "outcome": "", "http_status": 204,
+                  "attempts": 1, "error": null, "reason": null, "request_id": null,
+                  "elapsed": 0.02}]}
+
+``summary`` and ``projects`` are derived from ``servers`` (they are written for readers and
+recomputed on read). Reports are written atomically (temporary file + rename) with owner-only
+permissions, and never contain a password, secret or token: nothing secret is ever put in one.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from .errors import EXIT_FAILURES, EXIT_OK, InputError
+from .models import ErrorInfo, Outcome, ServerResult
+
+SCHEMA: Final = "bulkstop/report/v1"
+#: How many of the most common errors and slowest requests the human summary lists.
+SUMMARY_TOP: Final = 5
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 with a ``Z``, to the millisecond."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report:
+    """One run, as written to and read from the JSON report."""
+
+    action: str
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime
+    servers: tuple[ServerResult, ...]
+    selector: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: Why dispatch stopped early (a safety rail, a deadline, an interruption), or None.
+    halted_by: str | None = None
+    #: Compute API requests sent, per project.
+    requests: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def outcomes(self) -> collections.Counter[str]:
+        """How many servers ended with each outcome."""
+        return collections.Counter(s.outcome.value for s in self.servers)
+
+    @property
+    def has_failures(self) -> bool:
+        """True when any server is ``failed`` or ``not_found``."""
+        return any(s.outcome.is_failure for s in self.servers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document."""
+        statuses = collections.Counter(
+            str(s.http_status) for s in self.servers if s.http_status is not None
+        )
+        return {
+            "schema": SCHEMA,
+            "action": self.action,
+            "dry_run": self.dry_run,
+            "started_at": format_time(self.started_at),
+            "finished_at": format_time(self.finished_at),
+            "selector": dict(self.selector),
+            "options": dict(self.options),
+            "halted_by": self.halted_by,
+            "requests": dict(self.requests),
+            "summary": {
+                "selected": len(self.servers),
+                "outcomes": dict(sorted(self.outcomes.items())),
+                "http_status": dict(sorted(statuses.items())),
+            },
+            "projects": _per_project(self.servers),
+            "servers": [_server_dict(s) for s in self.servers],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "report") -> Report:
+        """Parse a report document; raises InputError naming ``source`` if it is not one."""
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise InputError(f"not a bulkstop report (schema {SCHEMA!r} expected)", source=source)
+        try:
+            servers = tuple(_server_from(s) for s in data["servers"])
+            return cls(
+                action=str(data["action"]),
+                dry_run=bool(data["dry_run"]),
+                started_at=_parse_time(data["started_at"]),
+                finished_at=_parse_time(data["finished_at"]),
+                servers=servers,
+                selector=dict(data.get("selector") or {}),
+                options=dict(data.get("options") or {}),
+                halted_by=data.get("halted_by"),
+                requests={str(k): int(v) for k, v in (data.get("requests") or {}).items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"malformed bulkstop report: {exc!r}", source=source) from None
+
+
+def _per_project(servers: Iterable[ServerResult]) -> dict[str, Any]:
+    projects: dict[str, collections.Counter[str]] = {}
+    for s in servers:
+        projects.setdefault(s.project_id, collections.Counter())[s.outcome.value] += 1
+    return {
+        pid: {"selected": sum(c.values()), "outcomes": dict(sorted(c.items()))}
+        for pid, c in sorted(projects.items())
+    }
+
+
+def _server_dict(s: ServerResult) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "project_id": s.project_id,
+        "name": s.name,
+        "outcome": s.outcome.value,
+        "http_status": s.http_status,
+        "attempts": s.attempts,
+        "error": s.error.as_dict() if s.error else None,
+        "reason": s.reason,
+        "request_id": s.request_id,
+        "elapsed": None if s.elapsed is None else round(s.elapsed, 4),
+    }
+
+
+def _server_from(d: Mapping[str, Any]) -> ServerResult:
+    error = d.get("error")
+    return ServerResult(
+        id=str(d["id"]),
+        project_id=str(d.get("project_id") or ""),
+        name=str(d.get("name") or ""),
+        outcome=Outcome(d["outcome"]),
+        http_status=None if d.get("http_status") is None else int(d["http_status"]),
+        attempts=int(d.get("attempts") or 0),
+        error=ErrorInfo(code=str(error["code"]), message=str(error["message"])) if error else None,
+        reason=d.get("reason"),
+        request_id=d.get("request_id"),
+        elapsed=None if d.get("elapsed") is None else float(d["elapsed"]),
+    )
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def exit_code(report: Report) -> int:
+    """0 when nothing failed, 1 when a server is ``failed`` or ``not_found``."""
+    return EXIT_FAILURES if report.has_failures else EXIT_OK
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, readable by the owner only.
+
+    A crash leaves either the old file or the new one, never half of one.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(report: Report, path: str) -> None:
+    """Write the report as JSON to ``path``, or to stdout when ``path`` is ``-``."""
+    text = json.dumps(report.to_dict(), indent=1) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_atomic(path, text)
+
+
+def read_report(path: str) -> Report:
+    """Read a report written by :func:`write_report`; InputError if it is not one."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read report: {exc}", source=path) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc.msg}", source=path, line=exc.lineno) from None
+    return Report.from_dict(data, source=path)
+
+
+def render_summary(report: Report) -> str:
+    """The human summary printed to stderr after a run."""
+    verb = report.action
+    took = (report.finished_at - report.started_at).total_seconds()
+    title = f"bulkstop {verb}{' (dry run)' if report.dry_run else ''}"
+    lines = [f"{title}: {len(report.servers)} selected in {took:.1f}s"]
+    counts = report.outcomes
+    for outcome in Outcome:
+        if counts.get(outcome.value):
+            lines.append(f"  {outcome.value:<16}{counts[outcome.value]:>8}")
+    if report.halted_by:
+        lines.append(f"  halted: {report.halted_by}")
+    projects = _per_project(report.servers)
+    if len(projects) > 1:
+        lines.append("  per project:")
+        for pid, p in projects.items():
+            parts = ", ".join(f"{k} {v}" for k, v in p["outcomes"].items())
+            lines.append(f"    {pid}: {parts}")
+    errors = collections.Counter(
+        f"{s.error.code}: {s.error.message}"[:120] if s.error else (s.reason or "?")
+        for s in report.servers
+        if s.outcome.is_failure
+    )
+    if errors:
+        lines.append("  most common errors:")
+        lines.extend(f"    {n:>6} x {text}" for text, n in errors.most_common(SUMMARY_TOP))
+    return "\n".join(lines)

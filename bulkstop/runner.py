@@ -1,0 +1,144 @@
+"""One run end to end: resolve, check the rails, confirm, execute, and always write the report.
+
+This is the Python API behind ``bulkstop stop`` / ``bulkstop start``; the CLI only parses options
+into a :class:`RunRequest` and prints. Whatever happens once execution has started — success,
+a safety rail, Ctrl-C, SIGTERM, a crash of our own — the report is built from what is known and
+written under a shielded cancel scope before the exception (if any) goes on.
+
+Interruption (``handle_signals=True``): the first SIGINT/SIGTERM halts dispatch, gives requests
+in flight ``grace`` seconds, then cancels them; a second signal cancels at once. Either way the
+report is complete: servers never reached are ``not_attempted``.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import anyio
+
+from .cloud import ComputeAPI
+from .engine import INTERRUPTED, Engine, Observer, Plan, RunOptions
+from .errors import RefusedError
+from .report import Report, utc_now, write_report
+from .selector import Selector
+
+#: Seconds requests in flight may take to finish after the first interruption.
+DEFAULT_GRACE: Final = 10.0
+
+Confirm = Callable[[Plan], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRequest:
+    """Everything a run needs besides the cloud connection."""
+
+    selector: Selector
+    options: RunOptions = field(default_factory=RunOptions)
+    #: Refuse (nothing sent) if more servers than this would get a request.
+    max_servers: int | None = None
+    #: Where to write the JSON report (``-`` = stdout); ``None`` writes none.
+    report_path: str | None = None
+    #: Extra settings recorded in the report's ``options`` (e.g. the request timeout).
+    extra_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe_options(self) -> dict[str, Any]:
+        """The ``options`` object of the report."""
+        o = self.options
+        return {
+            "rate": o.rate,
+            "concurrency": o.concurrency,
+            "max_attempts": o.retry.max_attempts,
+            "wait": o.wait,
+            "wait_timeout": o.wait_timeout,
+            "stop_type": o.stop_type,
+            "dry_run": o.dry_run,
+            "max_servers": self.max_servers,
+            **self.extra_options,
+        }
+
+
+def check_caps(plan: Plan, request: RunRequest) -> None:
+    """Refuse before anything is sent when the plan exceeds a cap."""
+    sends = len(plan.to_send)
+    if request.max_servers is not None and sends > request.max_servers:
+        verb = request.options.action.verb
+        raise RefusedError(
+            f"{sends} servers would be {verb}ped, more than --max-servers {request.max_servers}; "
+            "nothing was sent"
+        )
+
+
+async def run(
+    *,
+    compute: ComputeAPI,
+    scopes: Collection[str],
+    request: RunRequest,
+    observer: Observer | None = None,
+    confirm: Confirm | None = None,
+    handle_signals: bool = False,
+    grace: float = DEFAULT_GRACE,
+) -> Report:
+    """Resolve and execute ``request``; return the report (also written if a path is set).
+
+    Raises :class:`~bulkstop.errors.RefusedError` (nothing sent) when a cap is exceeded or
+    ``confirm`` says no, and CloudAccessError subclasses when the selection cannot be resolved.
+    An interrupted run returns a report with ``halted_by == "interrupted"``.
+    """
+    started = utc_now()
+    engine = Engine(compute=compute, scopes=scopes, options=request.options, observer=observer)
+    plan = await engine.resolve(request.selector)
+    if not request.options.dry_run:
+        check_caps(plan, request)
+        if confirm is not None and plan.to_send and not await confirm(plan):
+            raise RefusedError("not confirmed; nothing was sent")
+    execution = anyio.CancelScope()
+    try:
+        async with anyio.create_task_group() as tg:
+            if handle_signals:
+                tg.start_soon(_watch_signals, engine, execution, grace)
+            with execution:
+                await engine.execute(plan)
+            tg.cancel_scope.cancel()
+    finally:
+        # Synchronous on purpose: no cancellation (Ctrl-C's grace ending included) can cut the
+        # report short between here and the rename that publishes it.
+        report = _report(engine, plan, request, started)
+        if request.report_path is not None:
+            write_report(report, request.report_path)
+    return report
+
+
+def _report(engine: Engine, plan: Plan, request: RunRequest, started: datetime) -> Report:
+    return Report(
+        action=request.options.action.verb,
+        dry_run=request.options.dry_run,
+        started_at=started,
+        finished_at=utc_now(),
+        servers=engine.final_results(plan),
+        selector={
+            **request.selector.describe(),
+            "projects": list(engine.scopes),
+            "listed": plan.listed,
+            "rechecked_out": plan.rechecked_out,
+        },
+        options=request.describe_options(),
+        halted_by=engine.halted,
+        requests=dict(engine.gate.sent),
+    )
+
+
+async def _watch_signals(engine: Engine, execution: anyio.CancelScope, grace: float) -> None:
+    """First SIGINT/SIGTERM: halt dispatch, cancel in-flight work after ``grace``. Second: now."""
+    interrupted = False
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            if interrupted:
+                execution.cancel()
+                continue
+            interrupted = True
+            engine.halt(INTERRUPTED)
+            execution.deadline = min(execution.deadline, anyio.current_time() + grace)

@@ -1,0 +1,86 @@
+"""What to act on: the selector, and the criteria every returned record is re-checked against.
+
+A :class:`Selector` is pure data built by the CLI (or any caller of the Python API). The cloud's
+server-side filters are only an optimisation: every record that comes back is re-checked here,
+because a cloud below microversion 2.26 silently ignores tag filters and returns every server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .errors import UsageError
+from .idfile import IdEntry
+from .models import ListQuery, Server
+
+#: Servers carrying this tag are never acted on, whatever the selector says.
+PROTECT_TAG: Final = "bulkstop:protect"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Selector:
+    """Which servers a run is about. Criteria combine with AND.
+
+    ``ids`` is ``None`` when no ID file was given; an empty tuple would select nothing.
+    ``exclude_tags`` never includes :data:`PROTECT_TAG`; it always applies anyway.
+    """
+
+    tags: tuple[str, ...] = ()
+    any_tags: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+    ids: tuple[IdEntry, ...] | None = None
+    #: Where ``ids`` came from (a path or ``<stdin>``), for error messages.
+    ids_source: str | None = None
+    select_all: bool = False
+    all_projects: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.tags or self.any_tags or self.ids is not None or self.select_all):
+            raise UsageError(
+                "nothing selected: give --tag, --any-tag or --ids-file, "
+                "or --all to act on every server in scope"
+            )
+        if self.select_all and (self.tags or self.any_tags or self.ids is not None):
+            raise UsageError("--all cannot be combined with --tag, --any-tag or --ids-file")
+
+    @property
+    def guard_tags(self) -> frozenset[str]:
+        """Tags that keep a matched server out: the exclusions plus :data:`PROTECT_TAG`."""
+        return frozenset(self.exclude_tags) | {PROTECT_TAG}
+
+    def list_query(self) -> ListQuery:
+        """The server-side filters to send when listing (exclusions are checked client-side so
+        that excluded servers still appear in the report)."""
+        return ListQuery(tags=self.tags, tags_any=self.any_tags, all_tenants=self.all_projects)
+
+    def matches(self, server: Server) -> bool:
+        """Re-check the tag criteria on a returned record (ID membership is checked by the caller).
+
+        A record without a ``tags`` key matches only a selector without tag criteria.
+        """
+        if not (self.tags or self.any_tags):
+            return True
+        if server.tags is None:
+            return False
+        if not server.tags.issuperset(self.tags):
+            return False
+        return not self.any_tags or not server.tags.isdisjoint(self.any_tags)
+
+    def exclusion(self, server: Server) -> str | None:
+        """Why a matched server must be left alone by tag, or ``None``."""
+        if server.tags is None:
+            return None
+        hit = sorted(server.tags & self.guard_tags)
+        return f"tag {hit[0]}" if hit else None
+
+    def describe(self) -> dict[str, Any]:
+        """The ``selector`` object of the report."""
+        return {
+            "tags": list(self.tags),
+            "any_tags": list(self.any_tags),
+            "exclude_tags": sorted(self.guard_tags),
+            "ids": None if self.ids is None else len(self.ids),
+            "all": self.select_all,
+            "all_projects": self.all_projects,
+        }

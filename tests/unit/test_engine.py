@@ -1,0 +1,384 @@
+"""Unit tests of the engine against the in-memory fake seam and a fake clock (no sockets)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from fakes import FakeClock, FakeCompute, make_server
+
+from bulkstop.calls import RetryPolicy
+from bulkstop.engine import Engine, Observer, Plan, RunOptions
+from bulkstop.errors import AuthError, EndpointError, InputError, UnsafeCloudError
+from bulkstop.idfile import IdEntry
+from bulkstop.models import Action, ErrorInfo, Outcome, Reply, ServerResult
+from bulkstop.selector import PROTECT_TAG, Selector
+
+pytestmark = pytest.mark.anyio
+
+NIGHTLY = Selector(tags=("nightly-stop",))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def engine_for(
+    fake: FakeCompute,
+    clock: FakeClock,
+    *,
+    scopes: tuple[str, ...] = ("p1",),
+    observer: Observer | None = None,
+    **options: object,
+) -> Engine:
+    settings: dict[str, object] = {"rate": 0, "concurrency": 4, "poll_interval": 1.0, **options}
+    opts = RunOptions(**settings)  # type: ignore[arg-type]
+    return Engine(
+        compute=fake,
+        scopes=scopes,
+        options=opts,
+        observer=observer,
+        rng=random.Random(0),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+
+async def run(engine: Engine, selector: Selector = NIGHTLY) -> dict[str, ServerResult]:
+    plan = await engine.resolve(selector)
+    return {r.id: r for r in await engine.execute(plan)}
+
+
+def by_outcome(results: dict[str, ServerResult]) -> dict[Outcome, int]:
+    out: dict[Outcome, int] = {}
+    for r in results.values():
+        out[r.outcome] = out.get(r.outcome, 0) + 1
+    return out
+
+
+class TestResolution:
+    """Selector → plan: pagination, re-checks, the tag guard, ID files."""
+
+    async def test_follows_every_page_and_selects_only_matching(self) -> None:
+        servers = [make_server(i) for i in range(10)] + [
+            make_server(100 + i, tags=("env=prod",)) for i in range(4)
+        ]
+        fake = FakeCompute.with_servers(servers, page_size=3)
+        plan = await engine_for(fake, FakeClock()).resolve(NIGHTLY)
+        assert sorted(e.server.id for e in plan.entries) == sorted(s.id for s in servers[:10])
+        # 10 matching records in pages of 3: 4 pages (the last one short).
+        assert [c.kind for c in fake.calls] == ["list"] * 4
+
+    async def test_rechecks_records_when_the_cloud_ignores_tag_filters(self) -> None:
+        servers = [make_server(1), make_server(2, tags=("env=prod",))]
+        fake = FakeCompute.with_servers(servers, ignore_tag_filters=True)
+        plan = await engine_for(fake, FakeClock()).resolve(NIGHTLY)
+        assert [e.server.id for e in plan.entries] == [servers[0].id]
+        assert plan.rechecked_out == 1
+
+    async def test_refuses_when_records_come_back_without_tags(self) -> None:
+        fake = FakeCompute.with_servers([make_server(1)], drop_tags=True)
+        with pytest.raises(UnsafeCloudError, match="without its tags"):
+            await engine_for(fake, FakeClock()).resolve(NIGHTLY)
+        assert fake.actions() == []
+
+    async def test_listing_failure_is_a_run_error_before_any_action(self) -> None:
+        fake = FakeCompute.with_servers([make_server(1)])
+        fake.list_script = [Reply(status=403, error=ErrorInfo(code="forbidden", message="no"))]
+        with pytest.raises(AuthError, match=r"could not list servers \(forbidden: no\)"):
+            await engine_for(fake, FakeClock()).resolve(NIGHTLY)
+        assert fake.actions() == []
+
+    async def test_html_200_listing_is_an_endpoint_error(self) -> None:
+        fake = FakeCompute.with_servers([make_server(1)])
+        fake.list_script = [
+            Reply(status=200, error=ErrorInfo(code="invalid_response", message="HTML page"))
+        ]
+        with pytest.raises(EndpointError, match="invalid_response"):
+            await engine_for(fake, FakeClock()).resolve(NIGHTLY)
+
+    async def test_id_file_targets_are_checked_against_the_cloud(self) -> None:
+        servers = [make_server(i) for i in range(3)]
+        fake = FakeCompute.with_servers(servers)
+        ghost = "00000000-0000-4000-8000-999999999999"
+        ids = (
+            IdEntry(id=servers[0].id, line=1),
+            IdEntry(id=servers[2].id, line=2),
+            IdEntry(id=ghost, line=3),
+        )
+        results = await run(engine_for(fake, FakeClock()), Selector(ids=ids))
+        assert results[servers[0].id].outcome is Outcome.ACCEPTED
+        assert results[servers[2].id].outcome is Outcome.ACCEPTED
+        assert results[ghost].outcome is Outcome.NOT_FOUND
+        assert servers[1].id not in results
+        # Few ids: read with GETs, no listing.
+        assert {c.kind for c in fake.calls} == {"get", "action"}
+
+    async def test_id_file_and_tag_combine_with_and(self) -> None:
+        servers = [make_server(1), make_server(2, tags=("env=prod",))]
+        fake = FakeCompute.with_servers(servers)
+        ids = tuple(IdEntry(id=s.id, line=n) for n, s in enumerate(servers, 1))
+        results = await run(
+            engine_for(fake, FakeClock()), Selector(ids=ids, tags=("nightly-stop",))
+        )
+        assert list(results) == [servers[0].id]
+        assert fake.actions() == [servers[0].id]
+
+    async def test_many_ids_are_read_by_listing(self) -> None:
+        servers = [make_server(i) for i in range(40)]
+        fake = FakeCompute.with_servers(servers, page_size=1000)
+        ids = tuple(IdEntry(id=s.id, line=n) for n, s in enumerate(servers[:30], 1))
+        plan = await engine_for(fake, FakeClock()).resolve(Selector(ids=ids))
+        assert len(plan.entries) == 30
+        assert [c.kind for c in fake.calls] == ["list"]
+
+    async def test_id_in_a_project_out_of_scope_is_refused(self) -> None:
+        fake = FakeCompute.with_servers([make_server(1)])
+        ids = (IdEntry(id=make_server(1).id, project_id="other", line=7),)
+        with pytest.raises(InputError, match=r"ids.txt:7: .*not in scope"):
+            await engine_for(fake, FakeClock()).resolve(Selector(ids=ids, ids_source="ids.txt"))
+        assert fake.calls == []
+
+
+class TestEligibility:
+    """Servers that need no request get none, with the reason on record."""
+
+    async def test_states_map_to_outcomes_without_requests(self) -> None:
+        servers = {
+            "go": make_server(1),
+            "err": make_server(2, vm_state="error"),
+            "off": make_server(3, vm_state="stopped"),
+            "busy": make_server(4, task_state="powering-off"),
+            "paused": make_server(5, vm_state="paused"),
+            "locked": make_server(6, locked=True),
+            "protected": make_server(7, tags=("nightly-stop", PROTECT_TAG)),
+            "excluded": make_server(8, tags=("nightly-stop", "keep")),
+        }
+        fake = FakeCompute.with_servers(servers.values())
+        selector = Selector(tags=("nightly-stop",), exclude_tags=("keep",))
+        results = await run(engine_for(fake, FakeClock()), selector)
+        outcome = {k: results[s.id].outcome for k, s in servers.items()}
+        assert outcome == {
+            "go": Outcome.ACCEPTED,
+            "err": Outcome.ACCEPTED,
+            "off": Outcome.ALREADY_STOPPED,
+            "busy": Outcome.ALREADY_STOPPED,
+            "paused": Outcome.SKIPPED,
+            "locked": Outcome.SKIPPED,
+            "protected": Outcome.EXCLUDED,
+            "excluded": Outcome.EXCLUDED,
+        }
+        assert sorted(fake.actions()) == sorted([servers["go"].id, servers["err"].id])
+        assert results[servers["locked"].id].reason == "locked"
+        assert results[servers["protected"].id].reason == f"tag {PROTECT_TAG}"
+        assert results[servers["paused"].id].attempts == 0
+
+    async def test_dry_run_sends_no_action(self) -> None:
+        fake = FakeCompute.with_servers([make_server(i) for i in range(5)])
+        results = await run(engine_for(fake, FakeClock(), dry_run=True))
+        assert by_outcome(results) == {Outcome.PLANNED: 5}
+        assert fake.actions() == []
+
+
+class TestOutcomes:
+    """Every answer a stop can get, and what the report says."""
+
+    async def test_accepted_records_status_attempts_and_request_id(self) -> None:
+        fake = FakeCompute.with_servers([make_server(1)])
+        (result,) = (await run(engine_for(fake, FakeClock()))).values()
+        assert (result.outcome, result.http_status, result.attempts) == (Outcome.ACCEPTED, 202, 1)
+        assert result.request_id is not None
+
+    async def test_409_on_a_server_stopped_meanwhile_is_already_stopped(self) -> None:
+        server = make_server(1)
+        fake = FakeCompute.with_servers([server])
+        conflict = Reply(status=409, error=ErrorInfo(code="conflictingRequest", message="x"))
+        fake.script[server.id] = [conflict]
+        fake._apply(server.id, Action.STOP)  # someone else stopped it after our listing
+        engine = engine_for(fake, FakeClock())
+        plan = Plan(entries=(await engine.resolve(NIGHTLY)).entries, scopes=("p1",))
+        # Resolution saw it stopped already; force the race by planning from the old record.
+        from bulkstop.plan import STOP, classify
+
+        plan = Plan(entries=(classify(server, scope="p1", selector=NIGHTLY, spec=STOP),))
+        (result,) = await engine.execute(plan)
+        assert result.outcome is Outcome.ALREADY_STOPPED
+        assert result.http_status == 409
+        assert [c.kind for c in fake.calls][-2:] == ["action", "get"]
+
+    async def test_409_on_a_server_still_active_is_failed_with_the_error(self) -> None:
+        server = make_server(1)
+        fake = FakeCompute.with_servers([server])
+        fake.script[server.id] = [
+            Reply(status=409, error=ErrorInfo(code="conflictingRequest", message="is locked"))
+        ]
+        (result,) = (await run(engine_for(fake, FakeClock()))).values()
+        assert result.outcome is Outcome.FAILED
+        assert result.error == ErrorInfo(code="conflictingRequest", message="is locked")
+
+    async def test_409_after_an_unanswered_attempt_counts_as_ours(self) -> None:
+        server = make_server(1)
+        fake = FakeCompute.with_servers([server])
+        timeout = Reply(status=None, error=ErrorInfo(code="timeout", message="no answer"))
+        conflict = Reply(status=409, error=ErrorInfo(code="conflictingRequest", message="x"))
+        fake.script[server.id] = [timeout, conflict]
+        fake._apply(server.id, Action.STOP)  # the timed-out request did go through
+        from bulkstop.plan import STOP, classify
+
+        engine = engine_for(fake, FakeClock())
+        plan = Plan(entries=(classify(server, scope="p1", selector=NIGHTLY, spec=STOP),))
+        (result,) = await engine.execute(plan)
+        assert (result.outcome, result.attempts) == (Outcome.ACCEPTED, 2)
+
+    async def test_404_is_not_found_and_403_is_failed(self) -> None:
+        a, b = make_server(1), make_server(2)
+        fake = FakeCompute.with_servers([a, b])
+        fake.script[a.id] = [
+            Reply(status=404, error=ErrorInfo(code="itemNotFound", message="gone"))
+        ]
+        fake.script[b.id] = [Reply(status=403, error=ErrorInfo(code="forbidden", message="policy"))]
+        results = await run(engine_for(fake, FakeClock()))
+        assert results[a.id].outcome is Outcome.NOT_FOUND
+        assert (results[b.id].outcome, results[b.id].attempts) == (Outcome.FAILED, 1)
+        assert results[b.id].error == ErrorInfo(code="forbidden", message="policy")
+
+    async def test_one_failure_does_not_stop_the_others(self) -> None:
+        servers = [make_server(i) for i in range(20)]
+        fake = FakeCompute.with_servers(servers)
+        fake.script[servers[3].id] = [
+            Reply(status=400, error=ErrorInfo(code="badRequest", message="?"))
+        ]
+        results = await run(engine_for(fake, FakeClock()))
+        assert by_outcome(results) == {Outcome.ACCEPTED: 19, Outcome.FAILED: 1}
+
+
+class TestRetries:
+    """Transient failures, throttles and token renewal."""
+
+    async def test_transient_failures_are_retried_with_backoff(self) -> None:
+        server = make_server(1)
+        fake = FakeCompute.with_servers([server])
+        fake.script[server.id] = [
+            Reply(status=503, error=ErrorInfo(code="HTTP 503", message="Service Unavailable")),
+            Reply(status=None, error=ErrorInfo(code="connection_reset", message="reset")),
+        ]
+        clock = FakeClock()
+        (result,) = (await run(engine_for(fake, clock))).values()
+        assert (result.outcome, result.attempts, result.http_status) == (Outcome.ACCEPTED, 3, 202)
+        assert len(clock.slept) == 2 and all(s > 0 for s in clock.slept)
+
+    async def test_gives_up_after_max_attempts(self) -> None:
+        server = make_server(1)
+        fake = FakeCompute.with_servers([server])
+        fake.script[server.id] = [
+            Reply(status=500, error=ErrorInfo(code="computeFault", message="boom"))
+        ] * 10
+        engine = engine_for(fake, FakeClock(), retry=RetryPolicy(max_attempts=3))
+        (result,) = (await run(engine)).values()
+        assert (result.outcome, result.attempts) == (Outcome.FAILED, 3)
+        assert result.reason == "gave up after 3 failed attempts"
+        assert result.error == ErrorInfo(code="computeFault", message="boom")
+
+    async def test_throttles_wait_retry_after_and_do_not_count_as_failures(self) -> None:
+        server = make_server(1)
+        fake = FakeCompute.with_servers([server])
+        throttle = Reply(status=429, retry_after=7.0, error=ErrorInfo(code="overLimit", message=""))
+        fake.script[server.id] = [throttle] * 6
+        clock = FakeClock()
+        engine = engine_for(fake, clock, retry=RetryPolicy(max_attempts=2))
+        (result,) = (await run(engine)).values()
+        assert (result.outcome, result.attempts) == (Outcome.ACCEPTED, 7)
+        assert all(s >= 7.0 for s in clock.slept if s > 0.5)
+
+    async def test_huawei_gateway_throttle_is_a_throttle(self) -> None:
+        server = make_server(1)
+        fake = FakeCompute.with_servers([server])
+        fake.script[server.id] = [
+            Reply(status=429, error=ErrorInfo(code="APIG.0308", message="over ratelimit"))
+        ]
+        (result,) = (await run(engine_for(fake, FakeClock()))).values()
+        assert (result.outcome, result.attempts) == (Outcome.ACCEPTED, 2)
+
+    async def test_throttle_budget_is_bounded(self) -> None:
+        server = make_server(1)
+        fake = FakeCompute.with_servers([server])
+        throttle = Reply(status=429, retry_after=60.0, error=ErrorInfo(code="HTTP 429", message=""))
+        fake.script[server.id] = [throttle] * 100
+        engine = engine_for(fake, FakeClock(), retry=RetryPolicy(max_throttle_wait=200))
+        (result,) = (await run(engine)).values()
+        assert result.outcome is Outcome.FAILED
+        assert result.reason is not None and result.reason.startswith("still throttled")
+
+    async def test_401_renews_the_token_and_retries_once(self) -> None:
+        a, b = make_server(1), make_server(2)
+        fake = FakeCompute.with_servers([a, b])
+        unauthorized = Reply(status=401, error=ErrorInfo(code="unauthorized", message="expired"))
+        fake.script[a.id] = [unauthorized]
+        fake.script[b.id] = [unauthorized, unauthorized]
+        results = await run(engine_for(fake, FakeClock(), concurrency=1))
+        assert (results[a.id].outcome, results[a.id].attempts) == (Outcome.ACCEPTED, 2)
+        assert (results[b.id].outcome, results[b.id].attempts) == (Outcome.FAILED, 2)
+        assert fake.renewals == ["p1", "p1"]
+
+
+class TestWait:
+    """--wait polls in batches until SHUTOFF, error or the deadline."""
+
+    async def test_wait_turns_accepted_into_stopped(self) -> None:
+        servers = [make_server(i) for i in range(5)]
+        fake = FakeCompute.with_servers(servers)
+        results = await run(engine_for(fake, FakeClock(), wait=True))
+        assert by_outcome(results) == {Outcome.STOPPED: 5}
+        # Polls read the project in batches (GETs for few servers), not one loop per server.
+        assert sum(c.kind == "action" for c in fake.calls) == 5
+
+    async def test_wait_timeout_fails_with_the_reason(self) -> None:
+        server = make_server(1)
+        fake = FakeCompute.with_servers([server])
+        fake.script[server.id] = [Reply(status=202)]
+        fake._apply = lambda *_: None  # type: ignore[method-assign]  # never reaches SHUTOFF
+        results = await run(engine_for(fake, FakeClock(), wait=True, wait_timeout=5.0))
+        (result,) = results.values()
+        assert result.outcome is Outcome.FAILED
+        assert result.reason == "not SHUTOFF after 5s"
+
+
+class TestHalt:
+    """A halt dispatches nothing new and leaves every server on record."""
+
+    async def test_halt_marks_the_rest_not_attempted(self) -> None:
+        servers = [make_server(i) for i in range(10)]
+        fake = FakeCompute.with_servers(servers)
+
+        class HaltAfterThree(Observer):
+            def __init__(self) -> None:
+                self.engine: Engine | None = None
+                self.sent = 0
+
+            def sending(self, entry: object) -> None:
+                self.sent += 1
+                if self.sent == 3 and self.engine is not None:
+                    self.engine.halt("deadline")
+
+        observer = HaltAfterThree()
+        engine = engine_for(fake, FakeClock(), concurrency=1, observer=observer)
+        observer.engine = engine
+        results = await run(engine)
+        assert by_outcome(results) == {Outcome.ACCEPTED: 3, Outcome.NOT_ATTEMPTED: 7}
+        assert len(fake.actions()) == 3
+        assert {r.reason for r in results.values() if r.outcome is Outcome.NOT_ATTEMPTED} == {
+            "deadline"
+        }
+
+
+class TestStart:
+    """The same machinery starts servers."""
+
+    async def test_start_only_stopped_servers(self) -> None:
+        servers = [make_server(1, vm_state="stopped"), make_server(2)]
+        fake = FakeCompute.with_servers(servers)
+        results = await run(engine_for(fake, FakeClock(), action=Action.START, wait=True))
+        assert results[servers[0].id].outcome is Outcome.STARTED
+        assert results[servers[1].id].outcome is Outcome.ALREADY_STARTED
+        assert fake.actions(Action.START) == [servers[0].id]

@@ -33,7 +33,16 @@ from .budget import Clock, ProjectBudget, Sleep
 from .calls import CallResult, Gate, RetryPolicy
 from .cloud import ComputeAPI
 from .errors import AuthError, BulkstopError, EndpointError, InputError, UnsafeCloudError
-from .models import Action, ErrorInfo, ListQuery, Outcome, Server, ServerPage, ServerResult
+from .models import (
+    INTERRUPTED,
+    Action,
+    ErrorInfo,
+    ListQuery,
+    Outcome,
+    Server,
+    ServerPage,
+    ServerResult,
+)
 from .plan import SPECS, ActionSpec, PlanEntry, classify
 from .selector import Selector
 
@@ -49,8 +58,6 @@ DEFAULT_POLL_INTERVAL: Final = 2.0
 PAGE_LIMIT: Final = 1000
 #: Up to this many servers of a project are read one GET each; more are read by listing.
 GET_THRESHOLD: Final = 25
-#: Reason recorded for servers not reached because the run was interrupted.
-INTERRUPTED: Final = "interrupted"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

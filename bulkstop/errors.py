@@ -4,16 +4,18 @@ Every exception bulkstop raises on purpose is a :class:`BulkstopError`. Each lea
 documented exit code of the CLI, so a user never sees a traceback for something the cloud or
 the input did::
 
-    BulkstopError                      (exit 1: anything not more specific)
-    ├── UsageError                     (exit 2) bad options, or a refusal to run without --yes
-    │   └── InputError                 (exit 2) a malformed ID file, plan or report; names file and line
-    ├── CloudAccessError               (exit 3) we could not talk to the cloud at all
-    │   ├── ConfigError                (exit 3) clouds.yaml / OS_* settings are missing or wrong
-    │   ├── AuthError                  (exit 3) Keystone refused the credentials or gave no compute endpoint
-    │   ├── EndpointError              (exit 3) the endpoint is unreachable or not a compute API
-    │   └── UnsafeCloudError           (exit 3) the cloud ignored a filter we rely on (tags without 2.26)
-    ├── RefusedError                   (exit 4) a safety rail refused before anything was sent
-    └── InterruptedRun                 (exit 130) SIGINT/SIGTERM; the report was still written
+    BulkstopError            exit 1   anything not more specific
+    ├── UsageError           exit 2   bad options, or a refusal to run without --yes
+    │   └── InputError       exit 2   a malformed ID file, plan or report; names file and line
+    ├── CloudAccessError     exit 3   we could not talk to the cloud at all
+    │   ├── ConfigError      exit 3   clouds.yaml / OS_* settings are missing or wrong
+    │   ├── AuthError        exit 3   Keystone refused us, or no compute endpoint
+    │   ├── EndpointError    exit 3   the endpoint is unreachable or not a compute API
+    │   └── UnsafeCloudError exit 3   the cloud ignored a filter we rely on (tags below 2.26)
+    └── RefusedError         exit 4   a safety rail refused before anything was sent
+
+An interrupted run is not an error: it returns its report with ``halted_by == "interrupted"``
+and the CLI exits 130.
 
 Third-party exceptions (aiohttp, keystoneauth1, openstacksdk's config loader, json) are translated
 into this tree at exactly one boundary each: :mod:`bulkstop.compute_http` for HTTP and
@@ -86,9 +88,3 @@ class RefusedError(BulkstopError):
     """Raised by a safety rail that refuses before anything is sent (caps, confirmation)."""
 
     exit_code: ClassVar[int] = EXIT_REFUSED
-
-
-class InterruptedRun(BulkstopError):
-    """Raised after SIGINT/SIGTERM once the report of the interrupted run has been written."""
-
-    exit_code: ClassVar[int] = EXIT_INTERRUPTED

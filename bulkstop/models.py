@@ -19,6 +19,8 @@ STOPPED_VM_STATE: Final = "stopped"
 POWERING_OFF: Final = "powering-off"
 #: task_state of a server that is being started right now.
 POWERING_ON: Final = "powering-on"
+#: Why a run stopped dispatching when SIGINT/SIGTERM arrived (``halted_by`` in the report).
+INTERRUPTED: Final = "interrupted"
 
 
 class Action(enum.StrEnum):

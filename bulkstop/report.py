@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from .errors import EXIT_FAILURES, EXIT_OK, InputError
-from .models import ErrorInfo, Outcome, ServerResult
+from .errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, InputError
+from .models import INTERRUPTED, ErrorInfo, Outcome, ServerResult
 
 SCHEMA: Final = "bulkstop/report/v1"
 #: How many of the most common errors and slowest requests the human summary lists.
@@ -165,7 +165,12 @@ def _parse_time(value: str) -> datetime:
 
 
 def exit_code(report: Report) -> int:
-    """0 when nothing failed, 1 when a server is ``failed`` or ``not_found``."""
+    """The CLI's exit code for a finished run: 130 interrupted, 4 halted by a safety rail,
+    1 when a server is ``failed`` or ``not_found``, else 0."""
+    if report.halted_by == INTERRUPTED:
+        return EXIT_INTERRUPTED
+    if report.halted_by is not None:
+        return EXIT_REFUSED
     return EXIT_FAILURES if report.has_failures else EXIT_OK
 
 

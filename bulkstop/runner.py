@@ -21,8 +21,9 @@ from typing import Any, Final
 import anyio
 
 from .cloud import ComputeAPI
-from .engine import INTERRUPTED, Engine, Observer, Plan, RunOptions
+from .engine import Engine, Observer, Plan, RunOptions
 from .errors import RefusedError
+from .models import INTERRUPTED
 from .report import Report, utc_now, write_report
 from .selector import Selector
 

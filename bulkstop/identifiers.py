@@ -1,0 +1,69 @@
+"""Validation of the identifiers bulkstop puts into URLs and query strings.
+
+Server ids end up in URL paths (``/servers/{id}/action``): a value that is not a UUID could
+point a request at another resource (``../``, ``?``, ``%2F``...), so only UUIDs pass. Each
+validator returns the canonical form or raises :class:`ValueError` with a short, quoted reason;
+callers that know a file and line wrap it in :class:`~bulkstop.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+#: Nova and Huawei server ids: a UUID, dashed (8-4-4-4-12) or as 32 bare hex digits.
+#: Explicit ASCII classes, not re.IGNORECASE, so no Unicode case folding can slip a character in.
+_HEX: Final = "[0-9a-fA-F]"
+_UUID_DASHED: Final = re.compile(f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}")
+_UUID_BARE: Final = re.compile(f"{_HEX}{{32}}")
+#: Keystone ids are usually 32 lower-case hex digits; other deployments use other slugs.
+_PROJECT_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+#: Nova's tag schema: 1-60 characters, none of them ',' or '/'.
+MAX_TAG_LENGTH: Final = 60
+_TAG_FORBIDDEN: Final = frozenset(",/")
+#: Longest piece of a rejected value quoted back in an error message.
+_SHOWN_LENGTH: Final = 80
+
+
+def shown(value: str) -> str:
+    """``repr`` of *value* cut to a readable length, for error messages about bad input."""
+    if len(value) > _SHOWN_LENGTH:
+        return repr(value[:_SHOWN_LENGTH]) + "..."
+    return repr(value)
+
+
+def validate_server_id(value: str) -> str:
+    """Return the canonical (lower-case, dashed) form of a server UUID.
+
+    Surrounding whitespace is ignored and the 32-hex-digit form without dashes is accepted.
+    Anything else raises :class:`ValueError`: ``not a server id (expected a UUID): 'web-01'``.
+    """
+    candidate = value.strip()
+    if _UUID_DASHED.fullmatch(candidate):
+        return candidate.lower()
+    if _UUID_BARE.fullmatch(candidate):
+        bare = candidate.lower()
+        return f"{bare[:8]}-{bare[8:12]}-{bare[12:16]}-{bare[16:20]}-{bare[20:]}"
+    raise ValueError(f"not a server id (expected a UUID): {shown(value)}")
+
+
+def validate_project_id(value: str) -> str:
+    """Return *value* unchanged if it can be a Keystone project id, else raise :class:`ValueError`.
+
+    Accepted: 1-64 characters of ``[A-Za-z0-9_-]``, starting with a letter or digit, so the
+    value is safe in a URL path as it is.
+    """
+    if _PROJECT_ID.fullmatch(value):
+        return value
+    raise ValueError(f"not a project id (expected 1-64 of A-Z a-z 0-9 _ -): {shown(value)}")
+
+
+def validate_tag(value: str) -> str:
+    """Return *value* unchanged if Nova accepts it as a tag, else raise :class:`ValueError`.
+
+    A tag is 1-60 characters without ``,`` or ``/``. Other characters (spaces, ``?``, ``%``...)
+    are legal, so callers must still URL-encode tags in query strings.
+    """
+    if 1 <= len(value) <= MAX_TAG_LENGTH and _TAG_FORBIDDEN.isdisjoint(value):
+        return value
+    raise ValueError(f"not a tag (1-{MAX_TAG_LENGTH} characters, no ',' or '/'): {shown(value)}")

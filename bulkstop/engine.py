@@ -353,6 +353,8 @@ class Engine:
                 return
             result = await self._act(entry)
             if result.outcome is Outcome.ACCEPTED and self.options.wait:
+                if entry.server.vm_state == "error":
+                    waiter.errored.add(entry.server.id)
                 waiter.pending[entry.server.id] = (
                     result,
                     self._clock() + self.options.wait_timeout,
@@ -439,7 +441,9 @@ class Engine:
                 server = servers.get(sid)
                 if server is not None and spec.is_done(server):
                     final = dataclasses.replace(result, outcome=spec.finished)
-                elif server is not None and server.vm_state == "error":
+                elif server is not None and _went_to_error(
+                    server, errored_before=sid in waiter.errored
+                ):
                     final = dataclasses.replace(
                         result, outcome=Outcome.FAILED, reason="went to ERROR"
                     )
@@ -464,7 +468,16 @@ class _Waiter:
     """Servers of one project accepted and waiting to reach their final status."""
 
     pending: dict[str, tuple[ServerResult, float]] = field(default_factory=dict)
+    #: Pending servers that were in ERROR before we acted (Nova may stop those).
+    errored: set[str] = field(default_factory=set)
     dispatch_done: bool = False
+
+
+def _went_to_error(server: Server, *, errored_before: bool) -> bool:
+    """The action ended in ERROR (a server that was in ERROR already must first settle)."""
+    if server.vm_state != "error":
+        return False
+    return not errored_before or server.task_state is None
 
 
 def _result(

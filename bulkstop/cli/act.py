@@ -1,0 +1,187 @@
+"""``bulkstop stop``: build a run request from the options, drive the run, print, exit."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import sys
+from typing import Any, Final
+
+import anyio.to_thread
+import click
+
+from ..auth import AuthSettings
+from ..calls import RetryPolicy
+from ..compute_http import open_compute
+from ..console import fail, run_async
+from ..engine import Plan, RunOptions
+from ..errors import BulkstopError, UsageError
+from ..idfile import IdEntry, load_ids
+from ..models import Action
+from ..progress import Progress
+from ..report import Report, exit_code, render_summary
+from ..runner import RunRequest, run
+from ..selector import Selector
+from .options import action_options, default_report_path
+
+#: How many example server names the confirmation prompt shows per project.
+EXAMPLES_SHOWN: Final = 3
+
+
+@click.command()
+@action_options(Action.STOP)
+@click.option(
+    "--stop-type",
+    type=click.Choice(["SOFT", "HARD"], case_sensitive=False),
+    help="Sent as os-stop.type (default: not sent; Huawei ignores it today).",
+)
+def stop(**params: Any) -> None:
+    """Stop every selected server, under per-project rate limits.
+
+    \b
+    Examples:
+      # maintenance window: everything tagged for it, waiting for SHUTOFF
+      bulkstop stop --tag maint=2026-11-28 --wait --yes
+      # nightly cost saving from cron, never more than 500, report kept
+      bulkstop stop --tag nightly-stop --exclude-tag keep-on --max-servers 500 \\
+          --yes --quiet --report /var/log/bulkstop/$(date +%F).json
+      # evacuation: exactly these servers, in two projects
+      bulkstop stop --ids-file evacuate.csv --project 1f2e... --project 9a8b... --yes
+    """
+    stop_type = params.pop("stop_type")
+    _action_command(Action.STOP, params, stop_type=stop_type.upper() if stop_type else None)
+
+
+def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | None) -> None:
+    """Shared body of ``stop`` and ``start``."""
+    try:
+        request, auth = _build_request(action, params, stop_type=stop_type)
+        interactive = sys.stdin.isatty() and sys.stderr.isatty()
+        if not (params["yes"] or params["dry_run"] or interactive):
+            raise UsageError(
+                f"refusing to {action.verb} servers without confirmation: there is no terminal "
+                "to ask on; pass --yes (or --dry-run to look first)"
+            )
+    except BulkstopError as exc:
+        fail(exc)
+    report = run_async(
+        functools.partial(
+            _execute,
+            request=request,
+            auth=auth,
+            request_timeout=params["request_timeout"],
+            quiet=params["quiet"],
+            ask=not params["yes"],
+        )
+    )
+    click.echo(render_summary(report), err=True)
+    if request.report_path not in (None, "-"):
+        click.echo(f"report: {request.report_path}", err=True)
+    sys.exit(exit_code(report))
+
+
+def _build_request(
+    action: Action, params: dict[str, Any], *, stop_type: str | None
+) -> tuple[RunRequest, AuthSettings]:
+    ids: tuple[IdEntry, ...] | None = None
+    source = params["ids_file"]
+    only = params["only"]
+    if only and not source:
+        raise UsageError("--only needs --ids-file pointing at a bulkstop report")
+    if source:
+        wanted = frozenset(o.strip() for o in only.split(",") if o.strip()) if only else None
+        ids = load_ids(source, only=wanted)
+    projects: tuple[str, ...] = params["projects"]
+    if not projects and ids and not params["all_projects"]:
+        named = {e.project_id for e in ids}
+        if None not in named:
+            # The file says where each server lives: act in exactly those projects.
+            projects = tuple(sorted(p for p in named if p is not None))
+    selector = Selector(
+        tags=params["tags"],
+        any_tags=params["any_tags"],
+        exclude_tags=params["exclude_tags"],
+        ids=ids,
+        ids_source="<stdin>" if source == "-" else source,
+        select_all=params["select_all"],
+        all_projects=params["all_projects"],
+    )
+    options = RunOptions(
+        action=action,
+        rate=params["rate"],
+        concurrency=params["concurrency"],
+        retry=RetryPolicy(max_attempts=params["max_attempts"]),
+        wait=params["wait"],
+        wait_timeout=params["wait_timeout"],
+        stop_type=stop_type,
+        dry_run=params["dry_run"],
+    )
+    request = RunRequest(
+        selector=selector,
+        options=options,
+        max_servers=params["max_servers"],
+        report_path=params["report_path"] or default_report_path(action),
+        extra_options={"request_timeout": params["request_timeout"]},
+    )
+    auth = AuthSettings(
+        os_cloud=params["os_cloud"],
+        projects=projects,
+        endpoint=params["endpoint"],
+        all_projects=params["all_projects"],
+    )
+    return request, auth
+
+
+async def _execute(
+    *, request: RunRequest, auth: AuthSettings, request_timeout: float, quiet: bool, ask: bool
+) -> Report:
+    compute, scopes = await open_compute(
+        auth, request_timeout=request_timeout, pool_size=request.options.concurrency
+    )
+    progress = None
+    if not quiet:
+        progress = Progress(
+            stream=sys.stderr, interactive=sys.stderr.isatty(), verb=request.options.action.verb
+        )
+    try:
+        return await run(
+            compute=compute,
+            scopes=scopes,
+            request=request,
+            observer=progress,
+            confirm=functools.partial(_confirm, request) if ask else None,
+            handle_signals=True,
+        )
+    finally:
+        if progress is not None:
+            progress.close()
+        await compute.aclose()
+
+
+async def _confirm(request: RunRequest, plan: Plan) -> bool:
+    """Show what will happen, per project, and ask on the terminal."""
+    click.echo(describe_plan(plan, request.options.action), err=True)
+    question = f"{request.options.action.verb.capitalize()} {len(plan.to_send)} servers?"
+    return await anyio.to_thread.run_sync(
+        functools.partial(click.confirm, question, default=False, err=True)
+    )
+
+
+def describe_plan(plan: Plan, action: Action) -> str:
+    """Per project: how many get a request, and how many are left alone and why."""
+    per_project: dict[str, collections.Counter[str]] = {}
+    examples: dict[str, list[str]] = {}
+    for entry in plan.entries:
+        pid = entry.server.project_id or entry.scope
+        key = f"to {action.verb}" if entry.sends else (entry.outcome or "?")
+        per_project.setdefault(pid, collections.Counter())[key] += 1
+        if entry.sends and len(examples.setdefault(pid, [])) < EXAMPLES_SHOWN:
+            examples[pid].append(entry.server.name or entry.server.id)
+    lines = [f"bulkstop will {action.verb} {len(plan.to_send)} of {len(plan.entries)} matched:"]
+    for pid, counts in sorted(per_project.items()):
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        shown = ", ".join(examples.get(pid, []))
+        lines.append(f"  project {pid}: {parts}" + (f" (e.g. {shown})" if shown else ""))
+    if plan.missing:
+        lines.append(f"  not found: {len(plan.missing)}")
+    return "\n".join(lines)

@@ -1,0 +1,194 @@
+"""Options shared by the commands that act on servers (one definition, so they cannot drift)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..calls import DEFAULT_MAX_ATTEMPTS
+from ..compute_http import DEFAULT_REQUEST_TIMEOUT
+from ..engine import DEFAULT_CONCURRENCY, DEFAULT_RATE, DEFAULT_WAIT_TIMEOUT
+from ..identifiers import validate_project_id, validate_tag
+from ..models import Action
+from ..report import utc_now
+
+
+def default_report_path(action: Action) -> str:
+    """``./bulkstop-report-<UTC time>.json`` (``bulkstop-start-report-...`` for a start)."""
+    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
+    prefix = "bulkstop-report" if action is Action.STOP else "bulkstop-start-report"
+    return f"{prefix}-{stamp}.json"
+
+
+def _validated(kind: str, check: Callable[[str], str]) -> Callable[..., tuple[str, ...]]:
+    def callback(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> Any:
+        try:
+            return tuple(check(v) for v in values)
+        except ValueError as exc:
+            raise click.BadParameter(f"{kind}: {exc}") from None
+
+    return callback
+
+
+def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options ``stop`` and ``start`` share (one definition, so they cannot drift apart)."""
+    verb = action.verb
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            # where
+            click.option(
+                "--os-cloud",
+                metavar="NAME",
+                envvar="OS_CLOUD",
+                show_envvar=True,
+                help="clouds.yaml entry (default: the OS_* environment).",
+            ),
+            click.option(
+                "--project",
+                "projects",
+                metavar="ID",
+                multiple=True,
+                callback=_validated("project id", validate_project_id),
+                help="Act in this project; repeatable (default: the credentials' "
+                "project, or the projects named in --ids-file).",
+            ),
+            click.option(
+                "--all-projects",
+                is_flag=True,
+                help="Admin: select across all projects (Nova all_tenants).",
+            ),
+            click.option(
+                "--endpoint",
+                metavar="URL",
+                help="Compute endpoint instead of the catalog's; '{project_id}' in it "
+                "is replaced by each project id.",
+            ),
+            # what
+            click.option(
+                "--tag",
+                "tags",
+                metavar="TAG",
+                multiple=True,
+                callback=_validated("tag", validate_tag),
+                help="Server must carry this tag; repeatable, all must match.",
+            ),
+            click.option(
+                "--any-tag",
+                "any_tags",
+                metavar="TAG",
+                multiple=True,
+                callback=_validated("tag", validate_tag),
+                help="Server must carry at least one of these; repeatable.",
+            ),
+            click.option(
+                "--exclude-tag",
+                "exclude_tags",
+                metavar="TAG",
+                multiple=True,
+                callback=_validated("tag", validate_tag),
+                help="Never touch servers carrying it; repeatable. "
+                "bulkstop:protect always applies.",
+            ),
+            click.option(
+                "--ids-file",
+                metavar="PATH|-",
+                help="Server IDs: text (one per line, '#' comments), CSV with an 'id' "
+                "column (optional 'project_id'), JSON, or a bulkstop report.",
+            ),
+            click.option(
+                "--only",
+                metavar="OUTCOMES",
+                help="With a report as --ids-file: only servers with these outcomes "
+                "(comma-separated, e.g. failed,not_attempted).",
+            ),
+            click.option(
+                "--all",
+                "select_all",
+                is_flag=True,
+                help="Every server in scope; required without --tag/--any-tag/--ids-file.",
+            ),
+            # how
+            click.option(
+                "--rate",
+                type=click.FloatRange(min=0),
+                default=DEFAULT_RATE,
+                show_default=True,
+                help="Compute API requests per second per project (0 = no limit).",
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(min=1),
+                default=DEFAULT_CONCURRENCY,
+                show_default=True,
+                help="Requests in flight overall.",
+            ),
+            click.option(
+                "--max-attempts",
+                type=click.IntRange(min=1),
+                default=DEFAULT_MAX_ATTEMPTS,
+                show_default=True,
+                help="Attempts per request on transient failures (5xx, resets, "
+                "timeouts). Throttling is waited out separately.",
+            ),
+            click.option(
+                "--request-timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                default=DEFAULT_REQUEST_TIMEOUT,
+                show_default=True,
+                metavar="S",
+                help="Seconds per request.",
+            ),
+            click.option(
+                "--wait/--no-wait",
+                default=False,
+                show_default=True,
+                help=f"After acceptance, wait until each server is "
+                f"{'SHUTOFF' if action is Action.STOP else 'ACTIVE'}.",
+            ),
+            click.option(
+                "--wait-timeout",
+                type=click.FloatRange(min=0),
+                metavar="S",
+                default=DEFAULT_WAIT_TIMEOUT,
+                show_default=True,
+                help="Seconds to wait for each server with --wait.",
+            ),
+            # safety
+            click.option(
+                "--dry-run",
+                is_flag=True,
+                help=f"Resolve and check state; report what would be {verb}ped "
+                "(outcome 'planned'); send nothing.",
+            ),
+            click.option(
+                "-y",
+                "--yes",
+                is_flag=True,
+                help="Do not ask for confirmation. Without it and without a terminal, "
+                "bulkstop refuses (exit 2).",
+            ),
+            click.option(
+                "--max-servers",
+                type=click.IntRange(min=0),
+                metavar="N",
+                help=f"Refuse (exit 4, nothing sent) if more than N servers would be {verb}ped.",
+            ),
+            # output
+            click.option(
+                "--report",
+                "report_path",
+                metavar="PATH|-",
+                help=f"Where to write the JSON report (default ./bulkstop-"
+                f"{'report' if action is Action.STOP else 'start-report'}"
+                f"-<UTC time>.json; '-' for stdout).",
+            ),
+            click.option("--quiet", is_flag=True, help="No progress output."),
+        ]
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate

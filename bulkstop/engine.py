@@ -115,6 +115,25 @@ class Observer:
         """A server has its final result."""
 
 
+class Observers(Observer):
+    """Several observers as one, called in order (e.g. journal first, then progress)."""
+
+    def __init__(self, *observers: Observer | None) -> None:
+        self.observers = tuple(o for o in observers if o is not None)
+
+    def planned(self, plan: Plan) -> None:
+        for o in self.observers:
+            o.planned(plan)
+
+    def sending(self, entry: PlanEntry) -> None:
+        for o in self.observers:
+            o.sending(entry)
+
+    def finished(self, result: ServerResult) -> None:
+        for o in self.observers:
+            o.finished(result)
+
+
 class Engine:
     """Resolves and executes one run against one cloud. Create inside the running event loop."""
 

@@ -1,0 +1,34 @@
+"""A faithful mock of Keystone v3 + Nova v2.1 for tests, demos, benchmarks and rehearsals.
+
+In-process::
+
+    from bulkstop.mockcloud import MockCloud, MockConfig, Faults, Trigger
+
+    async with MockCloud(MockConfig(servers=200, projects=2, seed=1)) as mock:
+        mock.auth_url, mock.project_ids, mock.servers, mock.requests
+
+Standalone: ``bulkstop mock-cloud`` / ``python -m bulkstop.mockcloud`` (see README.md here).
+
+Modules: :mod:`.config` (what to serve), :mod:`.fleet` (seeded or loaded servers),
+:mod:`.state` (servers and transitions), :mod:`.identity` (Keystone), :mod:`.compute` (Nova),
+:mod:`.faults` (injection decisions), :mod:`.bodies` (error bodies), :mod:`.journal`
+(request records), :mod:`.clock` (a fake clock for tests), :mod:`.app` (assembly),
+:mod:`.standalone` and :mod:`.cli` (the process).
+"""
+
+from .app import MockCloud
+from .clock import FakeClock
+from .config import Faults, MockConfig, Trigger
+from .journal import RequestRecord
+from .state import MockServer, Project
+
+__all__ = [
+    "FakeClock",
+    "Faults",
+    "MockCloud",
+    "MockConfig",
+    "MockServer",
+    "Project",
+    "RequestRecord",
+    "Trigger",
+]

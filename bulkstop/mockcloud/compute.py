@@ -1,0 +1,590 @@
+"""Nova v2.1, as bulkstop and openstacksdk use it: discovery, list, show, os-stop/os-start.
+
+Served at the root: ``GET /`` (versions), ``GET /v2.1``, and ``/v2.1/{project_id}/servers...``.
+
+A compute request crosses, in order (see :class:`~bulkstop.mockcloud.config.Faults`):
+the gateway faults, the token check (keystonemiddleware: 401), Nova's URL check (a project id
+that is not the token's is a 400, for admins too), the microversion (400/406), and the
+operation. Microversion rules: ``OpenStack-API-Version: compute X.Y`` wins over
+``X-OpenStack-Nova-API-Version: X.Y``; none means 2.1; below 2.26 the tag filters are
+silently ignored and records carry no ``tags``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import json
+import re
+import socket
+import struct
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Final
+from urllib.parse import urlencode
+
+from aiohttp import web
+from multidict import MultiMapping
+
+from . import bodies
+from .config import Faults, MockConfig, Trigger
+from .faults import Injector, throttled
+from .identity import Identity, Token
+from .journal import KIND_ACTION, KIND_GET, KIND_LIST, RequestRecord
+from .state import ACTIONS, KEYS_SINCE, KNOWN_STATUSES, Fleet, MockServer
+
+Version = tuple[int, int]
+
+MIN_VERSION: Final[Version] = (2, 1)
+MAX_VERSION: Final[Version] = (2, 96)
+TAGS_VERSION: Final[Version] = (2, 26)
+#: From this microversion an unknown ``status`` filter is a 400 rather than an empty list.
+STRICT_STATUS_VERSION: Final[Version] = (2, 38)
+VERSION_UPDATED: Final = "2013-07-23T11:33:21Z"
+VERSION_HEADER: Final = "OpenStack-API-Version"
+LEGACY_VERSION_HEADER: Final = "X-OpenStack-Nova-API-Version"
+_VERSION_RE: Final = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
+_TRUE: Final = frozenset({"", "1", "t", "true", "on", "y", "yes"})
+_FALSE: Final = frozenset({"0", "f", "false", "off", "n", "no"})
+_TAG_FILTERS: Final = ("tags", "tags-any", "not-tags", "not-tags-any")
+
+#: Values of :attr:`RequestRecord.fault`.
+FAULT_THROTTLE: Final = "throttle"
+FAULT_RESET: Final = "reset"
+FAULT_HTML: Final = "html"
+FAULT_TOKEN_TTL: Final = "token_ttl"
+FAULT_SERVER_ERROR: Final = "server_error"
+FAULT_RACE: Final = "race"
+FAULT_SLOW: Final = "slow"
+
+
+class ApiError(Exception):
+    """Raised inside an operation for an error answer (a Nova fault)."""
+
+    def __init__(self, status: int, message: str, *, huawei_code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.huawei_code = huawei_code
+
+
+@dataclass(slots=True, kw_only=True)
+class Call:
+    """One compute request on its way through the pipeline."""
+
+    request: web.Request
+    kind: str
+    project_id: str | None
+    server_id: str | None
+    request_id: str
+    faults: Faults
+    action: str | None = None
+    body_ok: bool = True
+    attempt: int = 0
+    version: Version | None = None
+    token: Token | None = None
+    raced: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """What is asked, for attempt counting and seeded draws."""
+        if self.server_id is not None:
+            return f"{self.server_id}/{self.action or self.kind}"
+        return f"{self.project_id}/{self.request.path}?{self.request.query_string}"
+
+    @property
+    def is_admin(self) -> bool:
+        """The token carries the admin role."""
+        return self.token is not None and self.token.user.is_admin
+
+
+Operation = Callable[[Call], web.Response]
+
+
+def parse_version(headers: Mapping[str, str]) -> Version:
+    """The requested compute microversion; ApiError 400/406 if malformed or unsupported."""
+    raw = None
+    for item in headers.get(VERSION_HEADER, "").split(","):
+        service, _, value = item.strip().partition(" ")
+        if service.lower() == "compute":
+            raw = value.strip()
+    if raw is None:
+        raw = headers.get(LEGACY_VERSION_HEADER)
+    if raw is None:
+        return MIN_VERSION
+    return _version_of(raw.strip())
+
+
+@functools.lru_cache(maxsize=64)
+def _version_of(raw: str) -> Version:
+    if raw.lower() == "latest":
+        return MAX_VERSION
+    match = _VERSION_RE.match(raw)
+    if match is None:
+        raise ApiError(
+            400,
+            f"API Version String {raw} is of invalid format. Must be of format MajorNum.MinorNum.",
+        )
+    version = (int(match[1]), int(match[2]))
+    if not MIN_VERSION <= version <= MAX_VERSION:
+        raise ApiError(
+            406,
+            f"Version {raw} is not supported by the API. Minimum is "
+            f"{_fmt(MIN_VERSION)} and maximum is {_fmt(MAX_VERSION)}.",
+        )
+    return version
+
+
+def _fmt(version: Version) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+@functools.lru_cache(maxsize=64)
+def _version_headers(version: Version) -> dict[str, str]:
+    text = _fmt(version)
+    return {
+        VERSION_HEADER: f"compute {text}",
+        LEGACY_VERSION_HEADER: text,
+        "Vary": f"{VERSION_HEADER}, {LEGACY_VERSION_HEADER}",
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def _name_pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def peek_action(raw: bytes) -> tuple[str | None, bool]:
+    """Nova's ``action_peek``: (action name, body well-formed)."""
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return None, False
+    if not isinstance(document, dict) or len(document) != 1:
+        return None, False
+    return next(iter(document)), True
+
+
+def _split(query: MultiMapping[str], name: str) -> frozenset[str]:
+    return frozenset(t for value in query.getall(name, ()) for t in value.split(",") if t)
+
+
+def _matcher(call: Call, query: MultiMapping[str]) -> Callable[[MockServer], bool] | None:
+    """The filter of a listing, or None when nothing filters."""
+    tests: list[Callable[[MockServer], bool]] = []
+    version = call.version or MIN_VERSION
+    if version >= TAGS_VERSION:
+        every, some, not_every, not_some = (_split(query, name) for name in _TAG_FILTERS)
+        if every:
+            tests.append(lambda s: every <= s.tags)
+        if some:
+            tests.append(lambda s: not some.isdisjoint(s.tags))
+        if not_every:
+            tests.append(lambda s: not not_every <= s.tags)
+        if not_some:
+            tests.append(lambda s: not_some.isdisjoint(s.tags))
+    statuses = frozenset(v.upper() for v in query.getall("status", ()))
+    if statuses:
+        if not statuses <= KNOWN_STATUSES:
+            if version >= STRICT_STATUS_VERSION:
+                raise ApiError(400, "Invalid status value")
+            return lambda s: False
+        tests.append(lambda s: s.status in statuses)
+    name = query.get("name")
+    if name:
+        try:
+            pattern = _name_pattern(name)
+        except re.error as exc:
+            raise ApiError(400, f"Invalid regular expression for name: {exc}") from exc
+        tests.append(lambda s: pattern.search(s.name) is not None)
+    if not tests:
+        return None
+    if len(tests) == 1:
+        return tests[0]
+    return lambda s: all(test(s) for test in tests)
+
+
+def _drop_connection(request: web.Request) -> None:
+    """Abort the connection with a TCP reset: the client sees ECONNRESET or a disconnect."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # Without the RST an aborted transport still shows as a disconnect; good enough.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+class Compute:
+    """Nova routes over a :class:`~bulkstop.mockcloud.state.Fleet`."""
+
+    def __init__(
+        self,
+        *,
+        config: MockConfig,
+        fleet: Fleet,
+        identity: Identity,
+        injector: Injector,
+        journal: list[RequestRecord],
+        base_url: str,
+    ) -> None:
+        self._config = config
+        self._fleet = fleet
+        self._identity = identity
+        self._injector = injector
+        self._journal = journal
+        self._clock = config.clock
+        self.base_url = base_url
+        self._accepted = 204 if config.huawei else 202
+        self._request_ids = itertools.count(1)
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    def _version_doc(self) -> dict[str, Any]:
+        return {
+            "id": "v2.1",
+            "status": "CURRENT",
+            "version": _fmt(MAX_VERSION),
+            "min_version": _fmt(MIN_VERSION),
+            "updated": VERSION_UPDATED,
+            "links": [{"rel": "self", "href": f"{self.base_url}/v2.1/"}],
+        }
+
+    async def versions(self, request: web.Request) -> web.Response:
+        """``GET /``: the compute version list."""
+        return web.json_response({"versions": [self._version_doc()]})
+
+    async def version(self, request: web.Request) -> web.Response:
+        """``GET /v2.1``: the v2.1 version document."""
+        doc = self._version_doc()
+        doc["links"].append(
+            {"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"}
+        )
+        doc["media-types"] = [
+            {
+                "base": "application/json",
+                "type": "application/vnd.openstack.compute+json;version=2.1",
+            }
+        ]
+        return web.json_response({"version": doc})
+
+    # -- routes ------------------------------------------------------------------------------
+
+    async def list_servers(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v2.1/{project_id}/servers``."""
+        return await self._serve(request, KIND_LIST, self._list_summary)
+
+    async def list_details(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v2.1/{project_id}/servers/detail``."""
+        return await self._serve(request, KIND_LIST, self._list_detail)
+
+    async def show_server(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v2.1/{project_id}/servers/{server_id}``."""
+        return await self._serve(request, KIND_GET, self._show)
+
+    async def server_action(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v2.1/{project_id}/servers/{server_id}/action``."""
+        return await self._serve(request, KIND_ACTION, self._act)
+
+    # -- pipeline ----------------------------------------------------------------------------
+
+    async def _serve(self, request: web.Request, kind: str, op: Operation) -> web.StreamResponse:
+        arrival = self._clock()
+        wall = time.time()
+        project_id = request.match_info.get("project_id")
+        call = Call(
+            request=request,
+            kind=kind,
+            project_id=project_id,
+            server_id=request.match_info.get("server_id"),
+            request_id=f"req-00000000-0000-4000-8000-{next(self._request_ids):012x}",
+            faults=self._injector.faults(project_id),
+        )
+        if kind == KIND_ACTION:
+            call.action, call.body_ok = peek_action(await request.read())
+        response: web.Response | None = None
+        fault: str | None = None
+        try:
+            response, fault = await self._decide(call, op, arrival)
+        finally:
+            self._journal.append(
+                RequestRecord(
+                    t=arrival,
+                    wall=wall,
+                    method=request.method,
+                    path=request.path,
+                    kind=kind,
+                    status=None if response is None else response.status,
+                    project_id=project_id,
+                    server_id=call.server_id,
+                    action=call.action,
+                    fault=fault,
+                    request_id=call.request_id,
+                    query=request.query_string,
+                )
+            )
+        if response is None:
+            _drop_connection(request)
+            return web.Response(status=HTTPStatus.INTERNAL_SERVER_ERROR)  # never reaches anyone
+        if fault == FAULT_SLOW:
+            await asyncio.sleep(call.faults.slow_delay)
+        return response
+
+    def _fires(self, call: Call, fault: str, trigger: Trigger) -> bool:
+        if not trigger.armed:
+            return False
+        target = call.server_id if call.kind == KIND_ACTION else None
+        return self._injector.fires(fault, trigger, call.key, call.attempt, target)
+
+    async def _decide(
+        self, call: Call, op: Operation, arrival: float
+    ) -> tuple[web.Response | None, str | None]:
+        """The answer (None = drop the connection) and the fault that shaped it."""
+        faults = call.faults
+        if faults.armed:
+            early = await self._gateway(call, arrival)
+            if early is not None:
+                return early
+        refusal = self._authorize(call)
+        if refusal is not None:
+            return refusal
+        try:
+            # A legacy cloud (or a gateway that strips headers) serves everything as 2.1:
+            # tag filters are silently ignored and records carry no tags.
+            call.version = (
+                MIN_VERSION if self._config.legacy else parse_version(call.request.headers)
+            )
+            call.headers.update(_version_headers(call.version))
+            if self._fires(call, FAULT_SERVER_ERROR, faults.server_error):
+                return self._server_error(call), FAULT_SERVER_ERROR
+            response = op(call)
+        except ApiError as error:
+            return self._error(call, error), FAULT_RACE if call.raced else None
+        if call.raced:
+            return response, FAULT_RACE
+        if self._fires(call, FAULT_SLOW, faults.slow):
+            return response, FAULT_SLOW
+        return response, None
+
+    async def _gateway(self, call: Call, arrival: float) -> tuple[web.Response | None, str] | None:
+        """What stands in front of Nova: throttling, latency, resets, proxy pages."""
+        faults = call.faults
+        injector = self._injector
+        wait = 0.0
+        if call.project_id is not None:
+            wait = injector.throttle(call.project_id, faults, arrival)
+        call.attempt = injector.attempt(call.key)
+        delay = injector.latency(faults, call.key, call.attempt)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if wait > 0:
+            answer = throttled(faults, wait, call.request_id)
+            return self._json(call, answer.status, answer.body, answer.headers), FAULT_THROTTLE
+        if self._fires(call, FAULT_RESET, faults.reset):
+            return None, FAULT_RESET
+        if self._fires(call, FAULT_HTML, faults.html):
+            page = bodies.html_page(faults.html_status)
+            answer_page = web.Response(
+                status=faults.html_status, text=page, content_type="text/html"
+            )
+            return answer_page, FAULT_HTML
+        return None
+
+    def _authorize(self, call: Call) -> tuple[web.Response, str | None] | None:
+        """keystonemiddleware's token check, then Nova's URL project check."""
+        checked = self._identity.check(call.request.headers.get("X-Auth-Token"))
+        if isinstance(checked, str):
+            fault = None
+            if checked.startswith("token expires") and call.faults.token_ttl is not None:
+                fault = FAULT_TOKEN_TTL
+            body = bodies.unauthorized(call.faults.flavour, checked, call.request_id)
+            headers = {"WWW-Authenticate": f'Keystone uri="{self.base_url}/identity"'}
+            return self._json(call, 401, body, headers), fault
+        call.token = checked
+        if call.project_id != checked.project.id:
+            message = (
+                f"Malformed request URL: URL's project_id '{call.project_id}' doesn't match "
+                f"Context's project_id '{checked.project.id}'"
+            )
+            return self._error(call, ApiError(400, message)), None
+        return None
+
+    # -- answers -----------------------------------------------------------------------------
+
+    def _headers(self, call: Call, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = {
+            "X-Openstack-Request-Id": call.request_id,
+            "X-Compute-Request-Id": call.request_id,
+            **call.headers,
+        }
+        if self._config.huawei:
+            headers["X-Request-Id"] = call.request_id
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _json(
+        self,
+        call: Call,
+        status: int,
+        document: Any,
+        extra: Mapping[str, str] | None = None,
+    ) -> web.Response:
+        return self._raw_json(call, status, bodies.dumps(document), extra)
+
+    def _raw_json(
+        self, call: Call, status: int, body: bytes, extra: Mapping[str, str] | None = None
+    ) -> web.Response:
+        return web.Response(
+            status=status,
+            body=body,
+            content_type="application/json",
+            headers=self._headers(call, extra),
+        )
+
+    def _error(self, call: Call, error: ApiError) -> web.Response:
+        document = bodies.compute_error(
+            call.faults.flavour, error.status, error.message, huawei_code=error.huawei_code
+        )
+        return self._json(call, error.status, document)
+
+    def _server_error(self, call: Call) -> web.Response:
+        status = call.faults.error_status
+        message = bodies.NOVA_UNEXPECTED if status == 500 else HTTPStatus(status).phrase
+        return self._error(call, ApiError(status, message))
+
+    # -- operations --------------------------------------------------------------------------
+
+    def _find(self, call: Call) -> MockServer:
+        server = self._fleet.servers.get(call.server_id or "")
+        if server is None or (server.project_id != call.project_id and not call.is_admin):
+            raise ApiError(404, f"Instance {call.server_id} could not be found.")
+        return server
+
+    def _render(self, call: Call, server: MockServer) -> str:
+        version = call.version or MIN_VERSION
+        if version >= TAGS_VERSION:
+            return server.detail_json(self.base_url)
+        record = server.detail(self.base_url)
+        for since, key in KEYS_SINCE:
+            if version < since:
+                del record[key]
+        return json.dumps(record, separators=(",", ":"))
+
+    def _show(self, call: Call) -> web.Response:
+        server = self._find(call)
+        body = f'{{"server":{self._render(call, server)}}}'
+        return self._raw_json(call, 200, body.encode())
+
+    def _list_summary(self, call: Call) -> web.Response:
+        return self._list(call, detail=False)
+
+    def _list_detail(self, call: Call) -> web.Response:
+        return self._list(call, detail=True)
+
+    def _list(self, call: Call, *, detail: bool) -> web.Response:
+        query = call.request.query
+        scope = self._scope(call, query, detail=detail)
+        limit = self._limit(query)
+        order = self._fleet.order(scope)
+        start = 0
+        marker = query.get("marker")
+        if marker is not None:
+            position = self._fleet.position(marker, scope)
+            if position is None:
+                raise ApiError(400, f"marker [{marker}] not found")
+            start = position + 1
+        match = _matcher(call, query)
+        servers = self._fleet.servers
+        page: list[MockServer] = []
+        if limit == 0:
+            pass
+        elif match is None:
+            page = [servers[sid] for sid in order[start : start + limit]]
+        else:
+            for index in range(start, len(order)):
+                server = servers[order[index]]
+                if match(server):
+                    page.append(server)
+                    if len(page) == limit:
+                        break
+        if detail:
+            parts = [self._render(call, s) for s in page]
+        else:
+            parts = [s.summary_json(self.base_url) for s in page]
+        body = '{"servers":[' + ",".join(parts) + "]"
+        if page and len(page) == limit:
+            link = [{"href": self._next_link(call, detail, page[-1].id), "rel": "next"}]
+            body += ',"servers_links":' + json.dumps(link)
+        return self._raw_json(call, 200, (body + "}").encode())
+
+    def _scope(self, call: Call, query: MultiMapping[str], *, detail: bool) -> str | None:
+        """The project listed, or None for all of them (admin ``all_tenants``)."""
+        raw = query.get("all_tenants")
+        if raw is None:
+            return call.project_id
+        if raw.lower() not in _TRUE | _FALSE:
+            raise ApiError(400, f"Invalid input for query parameters all_tenants. Value: {raw}.")
+        if raw.lower() in _FALSE:
+            return call.project_id
+        if not call.is_admin:
+            rule = "detail:get_all_tenants" if detail else "index:get_all_tenants"
+            raise ApiError(
+                403, f"Policy doesn't allow os_compute_api:servers:{rule} to be performed."
+            )
+        return query.get("project_id") or query.get("tenant_id")
+
+    def _limit(self, query: MultiMapping[str]) -> int:
+        max_limit = self._config.max_limit
+        raw = query.get("limit")
+        if raw is None:
+            return max_limit
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise ApiError(400, "limit param must be an integer") from None
+        if limit < 0:
+            raise ApiError(400, "limit param must be positive")
+        return min(limit, max_limit)
+
+    def _next_link(self, call: Call, detail: bool, last_id: str) -> str:
+        params = sorted((k, v) for k, v in call.request.query.items() if k != "marker")
+        params.append(("marker", last_id))
+        collection = "servers/detail" if detail else "servers"
+        return f"{self.base_url}/v2.1/{call.project_id}/{collection}?{urlencode(params)}"
+
+    def _act(self, call: Call) -> web.Response:
+        if not call.body_ok:
+            raise ApiError(400, "Malformed request body")
+        action = call.action or ""
+        if action not in ACTIONS:
+            raise ApiError(400, f"There is no such action: {action}")
+        server = self._find(call)
+        delay = self._config.transition_delay
+        if (
+            action == "os-stop"
+            and self._fires(call, FAULT_RACE, call.faults.race)
+            and server.refusal(action, is_admin=False) is None
+        ):
+            server.begin(action, delay)  # someone else's stop, just before ours
+            call.raced = True
+        message = server.refusal(action, is_admin=call.is_admin)
+        if message is not None:
+            raise ApiError(409, message, huawei_code=self._huawei_conflict(server))
+        server.begin(action, delay)
+        return web.Response(status=self._accepted, headers=self._headers(call))
+
+    @staticmethod
+    def _huawei_conflict(server: MockServer) -> str | None:
+        if server.vm_state == "stopped":
+            return bodies.HUAWEI_STOPPED
+        if server.task_state == "powering-off":
+            return bodies.HUAWEI_POWERING_OFF
+        return None

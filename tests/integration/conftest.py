@@ -1,0 +1,159 @@
+"""Shared fixtures of the integration tests: the mock cloud on a real loopback port.
+
+* ``mock_cloud``: a running :class:`MockCloud` (200 servers, 2 projects, seed 1, 0.1 s
+  transitions), fresh for each test.
+* ``make_mock_cloud``: ``await make_mock_cloud(MockConfig(...))`` (or keyword options) for a
+  test that needs another fleet or faults; every mock it made is closed after the test.
+* ``mock_client``: ``await mock_client(mock, project_id=None, admin=False, version="2.26")``,
+  a bare HTTP client holding a token of that project, for tests of the wire itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+import pytest
+from multidict import CIMultiDict
+
+from bulkstop.mockcloud import MockCloud, MockConfig
+
+#: The ``mock_cloud`` fixture's fleet.
+FIXTURE_CONFIG: Final = MockConfig(servers=200, projects=2, seed=1, transition_delay=0.1)
+
+
+@pytest.fixture
+async def mock_cloud() -> AsyncIterator[MockCloud]:
+    """A running mock cloud: 200 servers over 2 projects (seed 1), 0.1 s transitions."""
+    async with MockCloud(FIXTURE_CONFIG) as mock:
+        yield mock
+
+
+@pytest.fixture
+async def make_mock_cloud() -> AsyncIterator[Callable[..., Awaitable[MockCloud]]]:
+    """A factory of running mock clouds: ``await make_mock_cloud(config)`` or ``(**options)``."""
+    started: list[MockCloud] = []
+
+    async def make(config: MockConfig | None = None, **options: Any) -> MockCloud:
+        mock = MockCloud(config or MockConfig(**options))
+        await mock.start()
+        started.append(mock)
+        return mock
+
+    yield make
+    for mock in started:
+        await mock.aclose()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """One HTTP answer: status, headers (case-insensitive), and the body."""
+
+    status: int
+    headers: Mapping[str, str]
+    text: str
+
+    @property
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.text)
+
+
+class MockClient:
+    """Raw HTTP against one project of a mock, with a token; no retries, no cleverness."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        mock: MockCloud,
+        project_id: str,
+        token: str,
+        version: str | None,
+    ) -> None:
+        self.session = session
+        self.mock = mock
+        self.project_id = project_id
+        self.token = token
+        self.version = version
+
+    @property
+    def compute(self) -> str:
+        """This project's compute endpoint."""
+        return self.mock.compute_url(self.project_id)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        url: str | None = None,
+    ) -> Answer:
+        """``method`` on ``compute + path`` (or ``url``), with token and microversion."""
+        sent = {"X-Auth-Token": self.token}
+        if self.version is not None:
+            sent["OpenStack-API-Version"] = f"compute {self.version}"
+        sent.update(headers or {})
+        async with self.session.request(
+            method, url or self.compute + path, json=body, data=data, headers=sent
+        ) as response:
+            return Answer(
+                status=response.status,
+                headers=CIMultiDict(response.headers),
+                text=await response.text(),
+            )
+
+    async def get(self, path: str, **options: Any) -> Answer:
+        """GET ``compute + path``."""
+        return await self.request("GET", path, **options)
+
+    async def action(self, server_id: str, action: str = "os-stop", **options: Any) -> Answer:
+        """POST ``{action: {}}`` to the server's action URL."""
+        return await self.request(
+            "POST", f"/servers/{server_id}/action", body={action: {}}, **options
+        )
+
+
+async def issue_token(
+    session: aiohttp.ClientSession, mock: MockCloud, project_id: str, *, admin: bool = False
+) -> str:
+    """A token of the member (or the admin) scoped to ``project_id``."""
+    user = {
+        "name": mock.admin_username if admin else mock.username,
+        "domain": {"name": mock.user_domain},
+        "password": mock.admin_password if admin else mock.password,
+    }
+    body = {
+        "auth": {
+            "identity": {"methods": ["password"], "password": {"user": user}},
+            "scope": {"project": {"id": project_id}},
+        }
+    }
+    async with session.post(mock.auth_url + "/auth/tokens", json=body) as response:
+        assert response.status == 201, await response.text()
+        return response.headers["X-Subject-Token"]
+
+
+@pytest.fixture
+async def mock_client() -> AsyncIterator[Callable[..., Awaitable[MockClient]]]:
+    """``await mock_client(mock, project_id=None, admin=False, version="2.26")``."""
+    session = aiohttp.ClientSession()
+
+    async def connect(
+        mock: MockCloud,
+        project_id: str | None = None,
+        *,
+        admin: bool = False,
+        version: str | None = "2.26",
+    ) -> MockClient:
+        project = project_id or mock.project_ids[0]
+        token = await issue_token(session, mock, project, admin=admin)
+        return MockClient(session, mock, project, token, version)
+
+    yield connect
+    await session.close()

@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import random
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
@@ -44,7 +44,9 @@ from .models import (
     ServerResult,
 )
 from .plan import SPECS, ActionSpec, PlanEntry, classify
+from .rails import Batch, Rails, batches
 from .selector import Selector
+from .timespec import utc_now
 
 #: ``--rate``: compute API requests per second per project.
 DEFAULT_RATE: Final = 10.0
@@ -73,6 +75,7 @@ class RunOptions:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     stop_type: str | None = None
     dry_run: bool = False
+    rails: Rails = field(default_factory=Rails)
 
     @property
     def spec(self) -> ActionSpec:
@@ -171,6 +174,12 @@ class Engine:
         self.results: dict[str, ServerResult] = {}
         self._in_flight: set[str] = set()
         self._halt: str | None = None
+        self._answered = self._failures = 0
+        deadline = options.rails.deadline
+        #: The deadline on our monotonic clock (wall clocks can jump during a long run).
+        self._deadline = (
+            None if deadline is None else clock() + (deadline - utc_now()).total_seconds()
+        )
         self._poll_query = ListQuery(limit=PAGE_LIMIT)
 
     # -- resolution ---------------------------------------------------------------------------
@@ -321,19 +330,39 @@ class Engine:
         self.observer.planned(plan)
         for missing in plan.missing:
             self._finish(missing)
-        queues: dict[str, list[PlanEntry]] = {}
+        sends: list[PlanEntry] = []
         for entry in plan.entries:
             if entry.sends and not self.options.dry_run:
-                queues.setdefault(entry.scope, []).append(entry)
+                sends.append(entry)
             elif entry.sends:
                 self._finish(_result(entry, Outcome.PLANNED, reason="dry run"))
             else:
                 assert entry.outcome is not None
                 self._finish(_result(entry, entry.outcome, reason=entry.reason))
-        async with anyio.create_task_group() as tg:
-            for scope, entries in queues.items():
-                tg.start_soon(self._run_scope, scope, entries)
+        for batch in batches(sends, canary=self.options.rails.canary):
+            if self._halt is not None:
+                break
+            await self._run_batch(batch.entries, wait=self.options.wait or batch.canary)
+            if batch.canary:
+                self._judge_canary(batch)
         return self.final_results(plan)
+
+    async def _run_batch(self, entries: Sequence[PlanEntry], *, wait: bool) -> None:
+        queues: dict[str, list[PlanEntry]] = {}
+        for entry in entries:
+            queues.setdefault(entry.scope, []).append(entry)
+        async with anyio.create_task_group() as tg:
+            for scope, queue in queues.items():
+                tg.start_soon(self._run_scope, scope, queue, wait)
+
+    def _judge_canary(self, batch: Batch) -> None:
+        spec = self.options.spec
+        good = (spec.finished, spec.already)
+        bad = [e for e in batch.entries if self.results[e.server.id].outcome not in good]
+        if bad:
+            self.halt(
+                f"canary: {len(bad)} of {len(batch.entries)} did not reach {spec.final_status}"
+            )
 
     def final_results(self, plan: Plan) -> tuple[ServerResult, ...]:
         """Every server of the plan once: its result, or ``not_attempted`` if it has none yet."""
@@ -355,11 +384,11 @@ class Engine:
                 out.append(_result(entry, Outcome.NOT_ATTEMPTED, reason=reason))
         return tuple(out)
 
-    async def _run_scope(self, scope: str, entries: list[PlanEntry]) -> None:
+    async def _run_scope(self, scope: str, entries: list[PlanEntry], wait: bool) -> None:
         queue = iter(entries)
-        waiter = _Waiter()
+        waiter = _Waiter(wait=wait)
         async with anyio.create_task_group() as tg:
-            if self.options.wait:
+            if wait:
                 tg.start_soon(self._poll, scope, waiter)
             async with anyio.create_task_group() as workers:
                 for _ in range(min(self.options.concurrency, len(entries))):
@@ -368,10 +397,12 @@ class Engine:
 
     async def _worker(self, queue: Iterator[PlanEntry], waiter: _Waiter) -> None:
         for entry in queue:
+            if self._deadline is not None and self._clock() >= self._deadline:
+                self.halt("deadline")
             if self._halt is not None:
                 return
             result = await self._act(entry)
-            if result.outcome is Outcome.ACCEPTED and self.options.wait:
+            if result.outcome is Outcome.ACCEPTED and waiter.wait:
                 if entry.server.vm_state == "error":
                     waiter.errored.add(entry.server.id)
                 waiter.pending[entry.server.id] = (
@@ -480,12 +511,22 @@ class Engine:
     def _finish(self, result: ServerResult) -> None:
         self.results[result.id] = result
         self.observer.finished(result)
+        if result.attempts:
+            self._answered += 1
+            self._failures += result.outcome.is_failure
+            budget = self.options.rails.max_errors
+            if budget is not None and budget.crossed(
+                failures=self._failures, finished=self._answered
+            ):
+                self.halt(f"max-errors: {self._failures} of {self._answered} requests failed")
 
 
 @dataclass(slots=True)
 class _Waiter:
     """Servers of one project accepted and waiting to reach their final status."""
 
+    #: True when accepted servers must be seen reaching their final status.
+    wait: bool
     pending: dict[str, tuple[ServerResult, float]] = field(default_factory=dict)
     #: Pending servers that were in ERROR before we acted (Nova may stop those).
     errored: set[str] = field(default_factory=set)

@@ -25,26 +25,17 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 from .errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, InputError
 from .models import INTERRUPTED, ErrorInfo, Outcome, ServerResult
+from .timespec import format_time
 
 SCHEMA: Final = "bulkstop/report/v1"
 #: How many of the most common errors and slowest requests the human summary lists.
 SUMMARY_TOP: Final = 5
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def format_time(moment: datetime) -> str:
-    """ISO 8601 with a ``Z``, to the millisecond."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,8 +24,9 @@ from .cloud import ComputeAPI
 from .engine import Engine, Observer, Plan, RunOptions
 from .errors import RefusedError
 from .models import INTERRUPTED
-from .report import Report, utc_now, write_report
+from .report import Report, write_report
 from .selector import Selector
+from .timespec import utc_now
 
 #: Seconds requests in flight may take to finish after the first interruption.
 DEFAULT_GRACE: Final = 10.0

@@ -12,7 +12,7 @@ from ..compute_http import DEFAULT_REQUEST_TIMEOUT
 from ..engine import DEFAULT_CONCURRENCY, DEFAULT_RATE, DEFAULT_WAIT_TIMEOUT
 from ..identifiers import validate_project_id, validate_tag
 from ..models import Action
-from ..report import utc_now
+from ..timespec import utc_now
 
 
 def default_report_path(action: Action) -> str:

@@ -18,6 +18,7 @@ the gate bounds the requests in flight across all projects to ``concurrency``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import random
@@ -32,7 +33,14 @@ import anyio
 from .budget import Clock, ProjectBudget, Sleep
 from .calls import CallResult, Gate, RetryPolicy
 from .cloud import ComputeAPI
-from .errors import AuthError, BulkstopError, EndpointError, InputError, UnsafeCloudError
+from .errors import (
+    AuthError,
+    BulkstopError,
+    EndpointError,
+    InputError,
+    RefusedError,
+    UnsafeCloudError,
+)
 from .models import (
     INTERRUPTED,
     Action,
@@ -205,6 +213,7 @@ class Engine:
 
         entries: dict[str, PlanEntry] = {}
         seen: set[str] = set()
+        now = utc_now()
         listed = rechecked_out = 0
         for scope in self.scopes:
             ids = wanted.get(scope)
@@ -224,7 +233,7 @@ class Engine:
                     continue
                 if server.id not in entries:
                     entries[server.id] = classify(
-                        server, scope=scope, selector=selector, spec=self.options.spec
+                        server, scope=scope, selector=selector, spec=self.options.spec, now=now
                     )
         missing = tuple(
             ServerResult(
@@ -236,8 +245,15 @@ class Engine:
             for t in (selector.ids or ())
             if t.id not in seen
         )
+        plan_entries = tuple(entries.values())
+        try:
+            batches([e for e in plan_entries if e.sends])
+        except ValueError as exc:
+            raise RefusedError(
+                f"{exc}: wave order cannot be guaranteed; nothing was sent"
+            ) from None
         return Plan(
-            entries=tuple(entries.values()),
+            entries=plan_entries,
             missing=tuple({r.id: r for r in missing}.values()),
             scopes=self.scopes,
             listed=listed,
@@ -294,6 +310,24 @@ class Engine:
             return out
         servers = await self._list(scope, query)
         return {s.id: s for s in servers if ids is None or s.id in ids}
+
+    async def census(self, *, all_projects: bool = False) -> dict[str, int]:
+        """How many servers each project has (every server, whatever its tags or state).
+
+        For ``--max-percent``: the listing is paced and counted like any other.
+        """
+        query = ListQuery(all_tenants=all_projects, limit=PAGE_LIMIT)
+        counts: collections.Counter[str] = collections.Counter()
+
+        async def count(scope: str) -> None:
+            for server in await self._list(scope, query):
+                counts[server.project_id or scope] += 1
+
+        with _first_run_error():
+            async with anyio.create_task_group() as tg:
+                for scope in self.scopes:
+                    tg.start_soon(count, scope)
+        return dict(counts)
 
     async def _list(self, scope: str, query: ListQuery) -> list[Server]:
         out: list[Server] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 from .models import (
@@ -84,9 +85,11 @@ class PlanEntry:
         return self.outcome is None
 
 
-def classify(server: Server, *, scope: str, selector: Selector, spec: ActionSpec) -> PlanEntry:
-    """Decide what happens to a server that matched the selector."""
-    excluded = selector.exclusion(server)
+def classify(
+    server: Server, *, scope: str, selector: Selector, spec: ActionSpec, now: datetime
+) -> PlanEntry:
+    """Decide what happens to a server that matched the selector, at time ``now``."""
+    excluded = selector.exclusion(server, now=now)
     if excluded is not None:
         return PlanEntry(server=server, scope=scope, outcome=Outcome.EXCLUDED, reason=excluded)
     if spec.is_done(server):
@@ -95,14 +98,16 @@ def classify(server: Server, *, scope: str, selector: Selector, spec: ActionSpec
     if spec.in_progress(server):
         reason = f"already {spec.task_state}"
         return PlanEntry(server=server, scope=scope, outcome=spec.already, reason=reason)
-    blocker = _blocker(server, spec.allowed_vm_states)
+    blocker = _blocker(server, spec.allowed_vm_states, include_locked=selector.include_locked)
     outcome = Outcome.SKIPPED if blocker else None
     return PlanEntry(server=server, scope=scope, outcome=outcome, reason=blocker)
 
 
-def _blocker(server: Server, allowed_vm_states: frozenset[str]) -> str | None:
+def _blocker(
+    server: Server, allowed_vm_states: frozenset[str], *, include_locked: bool
+) -> str | None:
     """Why Nova would refuse the action (409), or None."""
-    if server.locked:
+    if server.locked and not include_locked:
         return "locked"
     if server.task_state is not None:
         return f"task in progress: {server.task_state}"

@@ -14,12 +14,14 @@ engine executes, canary first.
 
 from __future__ import annotations
 
+import collections
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from .errors import RefusedError
 from .models import Server
 from .plan import PlanEntry
 from .timespec import format_time
@@ -152,3 +154,30 @@ def _round_robin(entries: Sequence[PlanEntry], count: int) -> list[PlanEntry]:
                 picked.append(queue[depth])
         depth += 1
     return picked
+
+
+def check_caps(
+    sends: Sequence[PlanEntry], rails: Rails, *, verb: str, totals: Mapping[str, int] | None
+) -> None:
+    """Refuse (RefusedError, exit 4) before anything is sent when the selection is too big.
+
+    ``totals`` is the number of servers in each project in scope (needed for ``max_percent``).
+    """
+    if rails.max_servers is not None and len(sends) > rails.max_servers:
+        raise RefusedError(
+            f"{len(sends)} servers would be {verb}ped, more than --max-servers "
+            f"{rails.max_servers}; nothing was sent"
+        )
+    if rails.max_percent is None:
+        return
+    if totals is None:
+        raise ValueError("max_percent needs the project totals")
+    chosen = collections.Counter(e.server.project_id or e.scope for e in sends)
+    for project, count in sorted(chosen.items()):
+        total = totals.get(project, 0)
+        if count * 100 > rails.max_percent * max(total, count):
+            share = 100 * count / max(total, count)
+            raise RefusedError(
+                f"project {project}: {count} of its {total} servers ({share:.1f}%) would be "
+                f"{verb}ped, more than --max-percent {rails.max_percent:g}; nothing was sent"
+            )

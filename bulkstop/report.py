@@ -19,6 +19,7 @@ permissions, and never contain a password, secret or token: nothing secret is ev
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import os
 import sys
@@ -86,7 +87,32 @@ class Report:
             },
             "projects": _per_project(self.servers),
             "servers": [_server_dict(s) for s in self.servers],
+            **({"plan": {"digest": self.plan_digest}} if self.dry_run else {}),
         }
+
+    @property
+    def plan_digest(self) -> str:
+        """SHA-256 over what a plan commits to: the action, when it was made, the planned
+        servers with their projects, and the scope and protections they were chosen under.
+
+        ``bulkstop stop --plan`` recomputes it and refuses a plan whose file was edited.
+        """
+        selector = self.selector
+        committed = {
+            "action": self.action,
+            "created": format_time(self.finished_at),
+            "servers": sorted(
+                [s.id, s.project_id] for s in self.servers if s.outcome is Outcome.PLANNED
+            ),
+            "projects": sorted(selector.get("projects") or []),
+            "all_projects": bool(selector.get("all_projects")),
+            "guard": sorted(
+                [*(selector.get("exclude_tags") or []), *(selector.get("protect_tags") or [])]
+            ),
+            "include_locked": bool(selector.get("include_locked")),
+        }
+        canonical = json.dumps(committed, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "report") -> Report:

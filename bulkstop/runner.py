@@ -24,6 +24,7 @@ from .cloud import ComputeAPI
 from .engine import Engine, Observer, Plan, RunOptions
 from .errors import RefusedError
 from .models import INTERRUPTED
+from .rails import check_caps
 from .report import Report, write_report
 from .selector import Selector
 from .timespec import utc_now
@@ -40,8 +41,6 @@ class RunRequest:
 
     selector: Selector
     options: RunOptions = field(default_factory=RunOptions)
-    #: Refuse (nothing sent) if more servers than this would get a request.
-    max_servers: int | None = None
     #: Where to write the JSON report (``-`` = stdout); ``None`` writes none.
     report_path: str | None = None
     #: Extra settings recorded in the report's ``options`` (e.g. the request timeout).
@@ -58,20 +57,9 @@ class RunRequest:
             "wait_timeout": o.wait_timeout,
             "stop_type": o.stop_type,
             "dry_run": o.dry_run,
-            "max_servers": self.max_servers,
+            "rails": o.rails.describe(),
             **self.extra_options,
         }
-
-
-def check_caps(plan: Plan, request: RunRequest) -> None:
-    """Refuse before anything is sent when the plan exceeds a cap."""
-    sends = len(plan.to_send)
-    if request.max_servers is not None and sends > request.max_servers:
-        verb = request.options.action.verb
-        raise RefusedError(
-            f"{sends} servers would be {verb}ped, more than --max-servers {request.max_servers}; "
-            "nothing was sent"
-        )
 
 
 async def run(
@@ -94,7 +82,11 @@ async def run(
     engine = Engine(compute=compute, scopes=scopes, options=request.options, observer=observer)
     plan = await engine.resolve(request.selector)
     if not request.options.dry_run:
-        check_caps(plan, request)
+        rails = request.options.rails
+        totals = None
+        if rails.max_percent is not None:
+            totals = await engine.census(all_projects=request.selector.all_projects)
+        check_caps(plan.to_send, rails, verb=request.options.action.verb, totals=totals)
         if confirm is not None and plan.to_send and not await confirm(plan):
             raise RefusedError("not confirmed; nothing was sent")
     execution = anyio.CancelScope()

@@ -8,14 +8,18 @@ because a cloud below microversion 2.26 silently ignores tag filters and returns
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from .errors import UsageError
 from .idfile import IdEntry
 from .models import ListQuery, Server
+from .timespec import format_time, parse_moment
 
 #: Servers carrying this tag are never acted on, whatever the selector says.
 PROTECT_TAG: Final = "bulkstop:protect"
+#: ``bulkstop:exempt-until=<ISO date or date-time>`` keeps a server out until then.
+EXEMPT_PREFIX: Final = "bulkstop:exempt-until="
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,12 +27,17 @@ class Selector:
     """Which servers a run is about. Criteria combine with AND.
 
     ``ids`` is ``None`` when no ID file was given; an empty tuple would select nothing.
-    ``exclude_tags`` never includes :data:`PROTECT_TAG`; it always applies anyway.
+    ``exclude_tags`` (``--exclude-tag``) and ``protect_tags`` (``--protect-tag``) both keep
+    matched servers out; :data:`PROTECT_TAG` and unexpired :data:`EXEMPT_PREFIX` tags always do.
+    Protection applies to every way of selecting, ID files and plans included.
     """
 
     tags: tuple[str, ...] = ()
     any_tags: tuple[str, ...] = ()
     exclude_tags: tuple[str, ...] = ()
+    protect_tags: tuple[str, ...] = ()
+    #: Act on locked servers too (Nova lets admins stop them); otherwise they are skipped.
+    include_locked: bool = False
     ids: tuple[IdEntry, ...] | None = None
     #: Where ``ids`` came from (a path or ``<stdin>``), for error messages.
     ids_source: str | None = None
@@ -46,8 +55,8 @@ class Selector:
 
     @property
     def guard_tags(self) -> frozenset[str]:
-        """Tags that keep a matched server out: the exclusions plus :data:`PROTECT_TAG`."""
-        return frozenset(self.exclude_tags) | {PROTECT_TAG}
+        """Tags that keep a matched server out: exclusions, protections and :data:`PROTECT_TAG`."""
+        return frozenset(self.exclude_tags) | frozenset(self.protect_tags) | {PROTECT_TAG}
 
     def list_query(self) -> ListQuery:
         """The server-side filters to send when listing (exclusions are checked client-side so
@@ -67,20 +76,40 @@ class Selector:
             return False
         return not self.any_tags or not server.tags.isdisjoint(self.any_tags)
 
-    def exclusion(self, server: Server) -> str | None:
-        """Why a matched server must be left alone by tag, or ``None``."""
+    def exclusion(self, server: Server, *, now: datetime) -> str | None:
+        """Why a matched server must be left alone by tag at time ``now``, or ``None``."""
         if server.tags is None:
             return None
         hit = sorted(server.tags & self.guard_tags)
-        return f"tag {hit[0]}" if hit else None
+        if hit:
+            return f"tag {hit[0]}"
+        for tag in sorted(server.tags):
+            if tag.startswith(EXEMPT_PREFIX):
+                return _exemption(tag, now=now)
+        return None
 
     def describe(self) -> dict[str, Any]:
         """The ``selector`` object of the report."""
         return {
             "tags": list(self.tags),
             "any_tags": list(self.any_tags),
-            "exclude_tags": sorted(self.guard_tags),
+            "exclude_tags": sorted(self.exclude_tags),
+            "protect_tags": sorted(self.guard_tags - frozenset(self.exclude_tags)),
+            "include_locked": self.include_locked,
             "ids": None if self.ids is None else len(self.ids),
             "all": self.select_all,
             "all_projects": self.all_projects,
         }
+
+
+def _exemption(tag: str, *, now: datetime) -> str | None:
+    """The reason an exemption tag keeps a server out now, or None once it has expired.
+
+    A tag that cannot be read keeps the server out: when in doubt, do not stop.
+    """
+    value = tag[len(EXEMPT_PREFIX) :]
+    try:
+        until = parse_moment(value, end_of_day=True)
+    except ValueError:
+        return f"unreadable exemption tag {tag!r}"
+    return f"exempt until {format_time(until)}" if now < until else None

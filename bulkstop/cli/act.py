@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import functools
 import sys
+from datetime import datetime
 from typing import Any, Final
 
 import anyio.to_thread
@@ -18,10 +19,13 @@ from ..engine import Plan, RunOptions
 from ..errors import BulkstopError, UsageError
 from ..idfile import IdEntry, load_ids
 from ..models import Action
+from ..planfile import load_plan
 from ..progress import Progress
+from ..rails import Rails
 from ..report import Report, exit_code, render_summary
 from ..runner import RunRequest, run
 from ..selector import Selector
+from ..timespec import parse_deadline, utc_now
 from .options import action_options, default_report_path
 
 #: How many example server names the confirmation prompt shows per project.
@@ -83,6 +87,52 @@ def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | 
 def _build_request(
     action: Action, params: dict[str, Any], *, stop_type: str | None
 ) -> tuple[RunRequest, AuthSettings]:
+    now = utc_now()
+    if params["plan_path"]:
+        selector, projects = _selector_from_plan(action, params, now=now)
+    else:
+        selector, projects = _selector_from_options(params)
+    deadline = None
+    if params["deadline"]:
+        try:
+            deadline = parse_deadline(params["deadline"], now=now)
+        except ValueError as exc:
+            raise UsageError(f"--deadline: {exc}") from None
+    rails = Rails(
+        max_servers=params["max_servers"],
+        max_percent=params["max_percent"],
+        canary=params["canary"],
+        max_errors=params["max_errors"],
+        deadline=deadline,
+    )
+    options = RunOptions(
+        action=action,
+        rate=params["rate"],
+        concurrency=params["concurrency"],
+        retry=RetryPolicy(max_attempts=params["max_attempts"]),
+        wait=params["wait"],
+        wait_timeout=params["wait_timeout"],
+        stop_type=stop_type,
+        dry_run=params["dry_run"],
+        rails=rails,
+    )
+    request = RunRequest(
+        selector=selector,
+        options=options,
+        report_path=params["report_path"] or default_report_path(action),
+        extra_options={"request_timeout": params["request_timeout"], "plan": params["plan_path"]},
+    )
+    auth = AuthSettings(
+        os_cloud=params["os_cloud"],
+        projects=projects,
+        endpoint=params["endpoint"],
+        all_projects=selector.all_projects,
+    )
+    return request, auth
+
+
+def _selector_from_options(params: dict[str, Any]) -> tuple[Selector, tuple[str, ...]]:
+    """The selector the criteria options describe, and the projects to act in."""
     ids: tuple[IdEntry, ...] | None = None
     source = params["ids_file"]
     only = params["only"]
@@ -101,35 +151,48 @@ def _build_request(
         tags=params["tags"],
         any_tags=params["any_tags"],
         exclude_tags=params["exclude_tags"],
+        protect_tags=params["protect_tags"],
+        include_locked=params["include_locked"],
         ids=ids,
         ids_source="<stdin>" if source == "-" else source,
         select_all=params["select_all"],
         all_projects=params["all_projects"],
     )
-    options = RunOptions(
-        action=action,
-        rate=params["rate"],
-        concurrency=params["concurrency"],
-        retry=RetryPolicy(max_attempts=params["max_attempts"]),
-        wait=params["wait"],
-        wait_timeout=params["wait_timeout"],
-        stop_type=stop_type,
-        dry_run=params["dry_run"],
+    return selector, projects
+
+
+#: Options that choose servers; a plan has already chosen them.
+_CRITERIA: Final = {
+    "tags": "--tag",
+    "any_tags": "--any-tag",
+    "exclude_tags": "--exclude-tag",
+    "ids_file": "--ids-file",
+    "only": "--only",
+    "select_all": "--all",
+    "projects": "--project",
+    "all_projects": "--all-projects",
+}
+
+
+def _selector_from_plan(
+    action: Action, params: dict[str, Any], *, now: datetime
+) -> tuple[Selector, tuple[str, ...]]:
+    """Exactly the plan's servers, under its protections plus any --protect-tag given now."""
+    given = [flag for name, flag in _CRITERIA.items() if params[name]]
+    if given:
+        raise UsageError(f"--plan already says which servers and projects; drop {' '.join(given)}")
+    plan = load_plan(params["plan_path"], max_age=params["plan_max_age"], now=now)
+    if plan.action != action.verb:
+        raise UsageError(f"{params['plan_path']} is a plan to {plan.action}, not to {action.verb}")
+    selector = Selector(
+        ids=plan.ids,
+        ids_source=params["plan_path"],
+        exclude_tags=plan.exclude_tags,
+        protect_tags=tuple(dict.fromkeys((*plan.protect_tags, *params["protect_tags"]))),
+        include_locked=plan.include_locked or params["include_locked"],
+        all_projects=plan.all_projects,
     )
-    request = RunRequest(
-        selector=selector,
-        options=options,
-        max_servers=params["max_servers"],
-        report_path=params["report_path"] or default_report_path(action),
-        extra_options={"request_timeout": params["request_timeout"]},
-    )
-    auth = AuthSettings(
-        os_cloud=params["os_cloud"],
-        projects=projects,
-        endpoint=params["endpoint"],
-        all_projects=params["all_projects"],
-    )
-    return request, auth
+    return selector, () if plan.all_projects else plan.projects
 
 
 async def _execute(

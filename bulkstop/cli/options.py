@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -12,7 +12,10 @@ from ..compute_http import DEFAULT_REQUEST_TIMEOUT
 from ..engine import DEFAULT_CONCURRENCY, DEFAULT_RATE, DEFAULT_WAIT_TIMEOUT
 from ..identifiers import validate_project_id, validate_tag
 from ..models import Action
-from ..timespec import utc_now
+from ..rails import MIN_FINISHED_FOR_PERCENT, ErrorBudget
+from ..timespec import parse_duration, utc_now
+
+T = TypeVar("T")
 
 
 def default_report_path(action: Action) -> str:
@@ -28,6 +31,20 @@ def _validated(kind: str, check: Callable[[str], str]) -> Callable[..., tuple[st
             return tuple(check(v) for v in values)
         except ValueError as exc:
             raise click.BadParameter(f"{kind}: {exc}") from None
+
+    return callback
+
+
+def _parsed(parse: Callable[[str], T]) -> Callable[..., T | None]:
+    """A click callback that turns a parser's ValueError into a usage error."""
+
+    def callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> T | None:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
 
     return callback
 
@@ -175,6 +192,65 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
                 type=click.IntRange(min=0),
                 metavar="N",
                 help=f"Refuse (exit 4, nothing sent) if more than N servers would be {verb}ped.",
+            ),
+            click.option(
+                "--max-percent",
+                type=click.FloatRange(min=0, max=100),
+                metavar="P",
+                help=f"Refuse (exit 4, nothing sent) if more than P% of the servers of any "
+                f"project in scope would be {verb}ped (counts every server: one more listing).",
+            ),
+            click.option(
+                "--protect-tag",
+                "protect_tags",
+                metavar="TAG",
+                multiple=True,
+                callback=_validated("tag", validate_tag),
+                help="Servers carrying it are never touched, whatever the selector, ID file or "
+                "plan says; repeatable; adds to bulkstop:protect.",
+            ),
+            click.option(
+                "--include-locked",
+                is_flag=True,
+                help=f"Also {verb} locked servers (Nova allows admins); skipped otherwise.",
+            ),
+            click.option(
+                "--canary",
+                type=click.IntRange(min=0),
+                default=0,
+                metavar="N",
+                help=f"{verb.capitalize()} N servers first (spread across projects, from the "
+                f"first wave), wait for them, and continue only if all succeeded; else exit 4.",
+            ),
+            click.option(
+                "--max-errors",
+                metavar="N|P%",
+                callback=_parsed(ErrorBudget.parse),
+                help="Circuit breaker: once more than N requests (or P% of at least "
+                f"{MIN_FINISHED_FOR_PERCENT} finished ones) failed, {verb} no more; the rest "
+                "are not_attempted; exit 4.",
+            ),
+            click.option(
+                "--deadline",
+                metavar="WHEN",
+                help=f"No new {verb} is sent after this: a duration from now (90s, 25m, 1h30m) "
+                "or an ISO 8601 time (UTC unless it says otherwise); the rest are "
+                "not_attempted; exit 4.",
+            ),
+            click.option(
+                "--plan",
+                "plan_path",
+                metavar="PLAN",
+                help="Execute exactly the servers of a plan written by --dry-run --report "
+                "(each re-checked for state and protection); refuses an edited or stale plan.",
+            ),
+            click.option(
+                "--plan-max-age",
+                metavar="DURATION",
+                default="24h",
+                show_default=True,
+                callback=_parsed(parse_duration),
+                help="Refuse a --plan older than this.",
             ),
             # output
             click.option(

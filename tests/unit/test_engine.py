@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fakes import FakeClock, FakeCompute, make_server
 
 from bulkstop.calls import RetryPolicy
 from bulkstop.engine import Engine, Observer, Plan, RunOptions
-from bulkstop.errors import AuthError, EndpointError, InputError, UnsafeCloudError
+from bulkstop.errors import AuthError, EndpointError, InputError, RefusedError, UnsafeCloudError
 from bulkstop.idfile import IdEntry
 from bulkstop.models import Action, ErrorInfo, Outcome, Reply, ServerResult
+from bulkstop.rails import ErrorBudget, Rails
 from bulkstop.selector import PROTECT_TAG, Selector
+from bulkstop.timespec import utc_now
 
 pytestmark = pytest.mark.anyio
 
 NIGHTLY = Selector(tags=("nightly-stop",))
+
+NOW = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -201,7 +206,7 @@ class TestOutcomes:
         # Resolution saw it stopped already; force the race by planning from the old record.
         from bulkstop.plan import STOP, classify
 
-        plan = Plan(entries=(classify(server, scope="p1", selector=NIGHTLY, spec=STOP),))
+        plan = Plan(entries=(classify(server, scope="p1", selector=NIGHTLY, spec=STOP, now=NOW),))
         (result,) = await engine.execute(plan)
         assert result.outcome is Outcome.ALREADY_STOPPED
         assert result.http_status == 409
@@ -227,7 +232,7 @@ class TestOutcomes:
         from bulkstop.plan import STOP, classify
 
         engine = engine_for(fake, FakeClock())
-        plan = Plan(entries=(classify(server, scope="p1", selector=NIGHTLY, spec=STOP),))
+        plan = Plan(entries=(classify(server, scope="p1", selector=NIGHTLY, spec=STOP, now=NOW),))
         (result,) = await engine.execute(plan)
         assert (result.outcome, result.attempts) == (Outcome.ACCEPTED, 2)
 
@@ -382,3 +387,77 @@ class TestStart:
         assert results[servers[0].id].outcome is Outcome.STARTED
         assert results[servers[1].id].outcome is Outcome.ALREADY_STARTED
         assert fake.actions(Action.START) == [servers[0].id]
+
+
+class TestRails:
+    """Rails that act during dispatch: canary, circuit breaker, deadline, waves."""
+
+    async def test_canary_failure_halts_before_the_rest(self) -> None:
+        servers = [make_server(i, project_id=f"p{i % 2 + 1}") for i in range(10)]
+        fake = FakeCompute.with_servers(servers)
+        fake._apply = lambda *_: None  # type: ignore[method-assign]  # nothing ever stops
+        engine = engine_for(
+            fake, FakeClock(), scopes=("p1", "p2"), rails=Rails(canary=2), wait_timeout=5.0
+        )
+        results = await run(engine)
+        assert by_outcome(results) == {Outcome.FAILED: 2, Outcome.NOT_ATTEMPTED: 8}
+        canaries = fake.actions()
+        assert len(canaries) == 2
+        assert {results[c].project_id for c in canaries} == {"p1", "p2"}
+        assert engine.halted == "canary: 2 of 2 did not reach SHUTOFF"
+
+    async def test_canary_success_continues(self) -> None:
+        fake = FakeCompute.with_servers([make_server(i) for i in range(6)])
+        results = await run(engine_for(fake, FakeClock(), rails=Rails(canary=2)))
+        # The canary waited for SHUTOFF; the rest were only accepted (no --wait).
+        assert by_outcome(results) == {Outcome.STOPPED: 2, Outcome.ACCEPTED: 4}
+
+    async def test_breaker_stops_dispatch_after_too_many_errors(self) -> None:
+        servers = [make_server(i) for i in range(30)]
+        fake = FakeCompute.with_servers(servers)
+        forbidden = Reply(status=403, error=ErrorInfo(code="forbidden", message="no"))
+        for s in servers:
+            fake.script[s.id] = [forbidden]
+        engine = engine_for(
+            fake, FakeClock(), concurrency=1, rails=Rails(max_errors=ErrorBudget(count=3))
+        )
+        results = await run(engine)
+        assert by_outcome(results) == {Outcome.FAILED: 4, Outcome.NOT_ATTEMPTED: 26}
+        assert len(fake.actions()) == 4
+        assert engine.halted == "max-errors: 4 of 4 requests failed"
+
+    async def test_deadline_passed_dispatches_nothing(self) -> None:
+        fake = FakeCompute.with_servers([make_server(i) for i in range(5)])
+        clock = FakeClock()
+        engine = engine_for(fake, clock, rails=Rails(deadline=utc_now() + timedelta(seconds=30)))
+        plan = await engine.resolve(NIGHTLY)
+        clock.now += 31
+        results = {r.id: r for r in await engine.execute(plan)}
+        assert by_outcome(results) == {Outcome.NOT_ATTEMPTED: 5}
+        assert {r.reason for r in results.values()} == {"deadline"}
+        assert fake.actions() == []
+
+    async def test_waves_run_in_order_each_finished_before_the_next(self) -> None:
+        servers = [
+            make_server(1, tags=("nightly-stop", "bulkstop:wave=2")),
+            make_server(2, tags=("nightly-stop",)),
+            make_server(3, tags=("nightly-stop", "bulkstop:wave=1")),
+            make_server(4, tags=("nightly-stop", "bulkstop:wave=10")),
+        ]
+        fake = FakeCompute.with_servers(servers)
+        await run(engine_for(fake, FakeClock(), wait=True))
+        assert fake.actions() == [servers[i].id for i in (2, 0, 3, 1)]
+        kinds = [(c.kind, c.server_id) for c in fake.calls if c.kind != "list"]
+        # With --wait, each wave's server is seen SHUTOFF (a GET) before the next is stopped.
+        assert kinds == [(kind, servers[i].id) for i in (2, 0, 3, 1) for kind in ("action", "get")]
+
+    async def test_malformed_wave_tag_refuses_before_sending(self) -> None:
+        fake = FakeCompute.with_servers([make_server(1, tags=("nightly-stop", "bulkstop:wave=x"))])
+        with pytest.raises(RefusedError, match="malformed wave tag"):
+            await engine_for(fake, FakeClock()).resolve(NIGHTLY)
+        assert fake.actions() == []
+
+    async def test_census_counts_every_server_per_project(self) -> None:
+        servers = [make_server(i, project_id="p1", tags=()) for i in range(7)]
+        fake = FakeCompute.with_servers(servers)
+        assert await engine_for(fake, FakeClock()).census() == {"p1": 7}

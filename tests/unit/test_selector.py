@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from fakes import make_server
 from hypothesis import given
@@ -14,6 +16,8 @@ from bulkstop.selector import PROTECT_TAG, Selector
 
 TAGS = st.sampled_from(["a", "b", "c", "env=prod", "nightly-stop", PROTECT_TAG])
 tag_sets = st.frozensets(TAGS, max_size=5)
+
+NOW = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
 
 
 class TestMatching:
@@ -33,7 +37,9 @@ class TestMatching:
         self, server_tags: frozenset[str], excluded: frozenset[str]
     ) -> None:
         selector = Selector(select_all=True, exclude_tags=tuple(sorted(excluded)))
-        entry = classify(make_server(1, tags=server_tags), scope="p1", selector=selector, spec=STOP)
+        entry = classify(
+            make_server(1, tags=server_tags), scope="p1", selector=selector, spec=STOP, now=NOW
+        )
         hit = server_tags & (excluded | {PROTECT_TAG})
         assert (entry.outcome is Outcome.EXCLUDED) is bool(hit)
         if hit:
@@ -80,5 +86,5 @@ class TestEligibility:
     ) -> None:
         server = make_server(1, **kwargs)  # type: ignore[arg-type]
         selector = Selector(select_all=True)
-        assert classify(server, scope="p1", selector=selector, spec=STOP).outcome is stop
-        assert classify(server, scope="p1", selector=selector, spec=START).outcome is start
+        assert classify(server, scope="p1", selector=selector, spec=STOP, now=NOW).outcome is stop
+        assert classify(server, scope="p1", selector=selector, spec=START, now=NOW).outcome is start

@@ -64,6 +64,13 @@ class CallResult:
     gave_up: str | None = None
 
 
+class NotAdmitted(Exception):
+    """Raised by :meth:`Gate.call` when ``admit`` refused the first request: nothing was sent.
+
+    Never leaves the engine (it turns the server into ``not_attempted``).
+    """
+
+
 def is_transient(reply: Reply) -> bool:
     """No answer, or a 5xx: worth another attempt."""
     return reply.status is None or reply.status >= 500
@@ -95,15 +102,25 @@ class Gate:
         #: Requests sent, by project; the report shows it.
         self.sent: dict[str, int] = dict.fromkeys(budgets, 0)
 
-    async def call(self, project_id: str, request: Request) -> CallResult:
-        """Send ``request`` for ``project_id`` until it gets a final answer or retries run out."""
+    async def call(
+        self, project_id: str, request: Request, *, admit: Callable[[], bool] | None = None
+    ) -> CallResult:
+        """Send ``request`` for ``project_id`` until it gets a final answer or retries run out.
+
+        ``admit`` is asked once the first request has its slot and its turn, just before it is
+        sent (a run halted meanwhile must not send it): False raises :class:`NotAdmitted`.
+        """
         budget = self.budgets[project_id]
         attempts = failures = throttles = 0
         throttle_waited = 0.0
         uncertain = renewed = False
-        started = self._clock()
+        started = 0.0
         while True:
-            reply = await self._send(project_id, budget, request)
+            reply, sent_at = await self._send(
+                project_id, budget, request, None if attempts else admit
+            )
+            # From the first request on the wire: waiting for a slot or a turn is not its time.
+            started = started if attempts else sent_at
             attempts += 1
             if reply.ok:
                 budget.succeeded()
@@ -147,7 +164,14 @@ class Gate:
             wait = reply.retry_after if reply.retry_after else 0.0
             await self._sleep(max(wait, self.policy.backoff.delay(failures, self._rng)))
 
-    async def _send(self, project_id: str, budget: ProjectBudget, request: Request) -> Reply:
+    async def _send(
+        self,
+        project_id: str,
+        budget: ProjectBudget,
+        request: Request,
+        admit: Callable[[], bool] | None,
+    ) -> tuple[Reply, float]:
+        """One request once it has its slot and turn: the reply, and when it was sent."""
         if budget.paced:
             # One task per project waits for pacing while holding a slot; the rest wait their
             # turn without one, so a slow project cannot starve the others of slots.
@@ -163,7 +187,10 @@ class Gate:
             await self._slots.acquire()
             budget.note_send()
         try:
+            if admit is not None and not admit():
+                raise NotAdmitted
             self.sent[project_id] += 1
-            return await request()
+            sent_at = self._clock()
+            return await request(), sent_at
         finally:
             self._slots.release()

@@ -31,7 +31,7 @@ from typing import Final
 import anyio
 
 from .budget import Clock, ProjectBudget, Sleep
-from .calls import CallResult, Gate, RetryPolicy
+from .calls import CallResult, Gate, NotAdmitted, RetryPolicy
 from .cloud import ComputeAPI
 from .errors import (
     AuthError,
@@ -120,7 +120,8 @@ class Observer:
         """The plan is known; execution is about to start."""
 
     def sending(self, entry: PlanEntry) -> None:
-        """A request for this server is about to be sent for the first time."""
+        """A request for this server is about to be sent for the first time: it has its slot
+        and its rate turn, and the run is not halted. Nothing is sent before this returns."""
 
     def finished(self, result: ServerResult) -> None:
         """A server has its final result."""
@@ -181,6 +182,10 @@ class Engine:
         )
         self.results: dict[str, ServerResult] = {}
         self._in_flight: set[str] = set()
+        #: Accepted results waiting (--wait) to reach their final status.
+        self._awaiting: dict[str, ServerResult] = {}
+        #: Requests still waiting for their slot or rate turn; a halt cancels their wait.
+        self._queued: dict[str, anyio.CancelScope] = {}
         self._halt: str | None = None
         self._answered = self._failures = 0
         deadline = options.rails.deadline
@@ -350,6 +355,9 @@ class Engine:
         """Dispatch nothing new; requests in flight finish. The rest become ``not_attempted``."""
         if self._halt is None:
             self._halt = reason
+        for waiting in self._queued.values():
+            waiting.cancel()
+        self._queued.clear()
 
     @property
     def halted(self) -> str | None:
@@ -406,6 +414,13 @@ class Engine:
             sid = entry.server.id
             if sid in self.results:
                 out.append(self.results[sid])
+            elif sid in self._awaiting:
+                final_status = self.options.spec.final_status
+                out.append(
+                    dataclasses.replace(
+                        self._awaiting[sid], reason=f"{reason} before {final_status}"
+                    )
+                )
             elif sid in self._in_flight:
                 out.append(
                     _result(
@@ -431,14 +446,15 @@ class Engine:
 
     async def _worker(self, queue: Iterator[PlanEntry], waiter: _Waiter) -> None:
         for entry in queue:
-            if self._deadline is not None and self._clock() >= self._deadline:
-                self.halt("deadline")
-            if self._halt is not None:
+            if not self._may_dispatch():
                 return
             result = await self._act(entry)
+            if result is None:
+                return
             if result.outcome is Outcome.ACCEPTED and waiter.wait:
                 if entry.server.vm_state == "error":
                     waiter.errored.add(entry.server.id)
+                self._awaiting[entry.server.id] = result
                 waiter.pending[entry.server.id] = (
                     result,
                     self._clock() + self.options.wait_timeout,
@@ -446,25 +462,53 @@ class Engine:
             else:
                 self._finish(result)
 
-    async def _act(self, entry: PlanEntry) -> ServerResult:
-        """Send the action for one server and judge the answer."""
-        sid, scope = entry.server.id, entry.scope
+    def _may_dispatch(self) -> bool:
+        """False once the run is halted (the deadline passing halts it)."""
+        if self._deadline is not None and self._clock() >= self._deadline:
+            self.halt("deadline")
+        return self._halt is None
+
+    def _admit(self, entry: PlanEntry) -> bool:
+        """Just before a server's first request goes out: still dispatching? Then record it."""
+        if not self._may_dispatch():
+            return False
+        self._queued.pop(entry.server.id, None)
         self.observer.sending(entry)
-        self._in_flight.add(sid)
+        self._in_flight.add(entry.server.id)
+        return True
+
+    async def _act(self, entry: PlanEntry) -> ServerResult | None:
+        """Send the action for one server and judge the answer.
+
+        None when the run was halted while the request waited for its turn (nothing was sent).
+        """
+        sid, scope = entry.server.id, entry.scope
+        # A halt cancels this scope while the request waits for its turn; once admitted, the
+        # request is in flight and only the runner's grace can cancel it.
+        waiting = self._queued[sid] = anyio.CancelScope()
         try:
-            res = await self.gate.call(
-                scope,
-                partial(
-                    self.compute.action,
+            with waiting:
+                res = await self.gate.call(
                     scope,
-                    sid,
-                    self.options.action,
-                    stop_type=self.options.stop_type,
-                ),
-            )
-            return await self._judge(entry, res)
+                    partial(
+                        self.compute.action,
+                        scope,
+                        sid,
+                        self.options.action,
+                        stop_type=self.options.stop_type,
+                    ),
+                    admit=partial(self._admit, entry),
+                )
+                result = await self._judge(entry, res)
+                # Only an answered request leaves the in-flight set: one cut short by a
+                # cancellation stays there, and the report says its state is unknown.
+                self._in_flight.discard(sid)
+                return result
+        except NotAdmitted:
+            pass
         finally:
-            self._in_flight.discard(sid)
+            self._queued.pop(sid, None)
+        return None
 
     async def _judge(self, entry: PlanEntry, res: CallResult) -> ServerResult:
         reply = res.reply
@@ -544,6 +588,7 @@ class Engine:
 
     def _finish(self, result: ServerResult) -> None:
         self.results[result.id] = result
+        self._awaiting.pop(result.id, None)
         self.observer.finished(result)
         if result.attempts:
             self._answered += 1

@@ -8,6 +8,9 @@ written under a shielded cancel scope before the exception (if any) goes on.
 Interruption (``handle_signals=True``): the first SIGINT/SIGTERM halts dispatch, gives requests
 in flight ``grace`` seconds, then cancels them; a second signal cancels at once. Either way the
 report is complete: servers never reached are ``not_attempted``.
+
+With ``journal_path`` the run is recorded as it goes (:mod:`bulkstop.journal`), so that a run
+killed outright can be finished; with ``resume`` it finishes one (:mod:`bulkstop.resume`).
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from typing import Any, Final
 import anyio
 
 from .cloud import ComputeAPI
-from .engine import Engine, Observer, Plan, RunOptions
+from .engine import Engine, Observer, Observers, Plan, RunOptions
 from .errors import RefusedError
+from .journal import Journal, JournalState
 from .models import INTERRUPTED
 from .rails import check_caps
 from .report import Report, write_report
+from .resume import adopt, merge
 from .selector import Selector
 from .timespec import utc_now
 
@@ -45,6 +50,13 @@ class RunRequest:
     report_path: str | None = None
     #: Extra settings recorded in the report's ``options`` (e.g. the request timeout).
     extra_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Where to keep the run's journal (see :mod:`bulkstop.journal`); ``None`` keeps none.
+    #: A dry run never keeps one. With ``resume``, the journal it was read from.
+    journal_path: str | None = None
+    #: The interrupted run this one finishes (its journal, read), or ``None``.
+    resume: JournalState | None = None
+    #: The command line after the command name, recorded in the journal for ``--resume``.
+    command: tuple[str, ...] = ()
 
     def describe_options(self) -> dict[str, Any]:
         """The ``options`` object of the report."""
@@ -79,8 +91,18 @@ async def run(
     An interrupted run returns a report with ``halted_by == "interrupted"``.
     """
     started = utc_now()
-    engine = Engine(compute=compute, scopes=scopes, options=request.options, observer=observer)
+    journal = None
+    if request.journal_path is not None and not request.options.dry_run:
+        journal = Journal(request.journal_path)
+    engine = Engine(
+        compute=compute,
+        scopes=scopes,
+        options=request.options,
+        observer=Observers(journal, observer),
+    )
     plan = await engine.resolve(request.selector)
+    if request.resume is not None:
+        plan = adopt(plan, request.resume, options=request.options)
     if not request.options.dry_run:
         rails = request.options.rails
         totals = None
@@ -89,6 +111,8 @@ async def run(
         check_caps(plan.to_send, rails, verb=request.options.action.verb, totals=totals)
         if confirm is not None and plan.to_send and not await confirm(plan):
             raise RefusedError("not confirmed; nothing was sent")
+    if journal is not None:
+        _open_journal(journal, engine, plan, request, started)
     execution = anyio.CancelScope()
     try:
         async with anyio.create_task_group() as tg:
@@ -100,10 +124,45 @@ async def run(
     finally:
         # Synchronous on purpose: no cancellation (Ctrl-C's grace ending included) can cut the
         # report short between here and the rename that publishes it.
-        report = _report(engine, plan, request, started)
-        if request.report_path is not None:
-            write_report(report, request.report_path)
+        try:
+            report = _report(engine, plan, request, started)
+            if request.resume is not None:
+                report = merge(report, request.resume)
+            if request.report_path is not None:
+                write_report(report, request.report_path)
+        finally:
+            if journal is not None:
+                journal.close(halted_by=engine.halted)
     return report
+
+
+def _open_journal(
+    journal: Journal, engine: Engine, plan: Plan, request: RunRequest, started: datetime
+) -> None:
+    """Start the journal (or continue the resumed one) before anything is sent.
+
+    A journal that cannot be written later halts dispatch: no request goes out unrecorded
+    for long.
+    """
+    if request.resume is None:
+        journal.start(
+            action=request.options.action,
+            started_at=started,
+            selector=_selection(request, plan),
+            options=request.describe_options(),
+            command=request.command,
+            report_path=request.report_path,
+            plan=plan,
+            on_error=engine.halt,
+        )
+    else:
+        journal.resume(
+            request.resume,
+            started_at=started,
+            options=request.describe_options(),
+            command=request.command,
+            on_error=engine.halt,
+        )
 
 
 def _report(engine: Engine, plan: Plan, request: RunRequest, started: datetime) -> Report:
@@ -113,16 +172,21 @@ def _report(engine: Engine, plan: Plan, request: RunRequest, started: datetime) 
         started_at=started,
         finished_at=utc_now(),
         servers=engine.final_results(plan),
-        selector={
-            **request.selector.describe(),
-            "projects": list(engine.scopes),
-            "listed": plan.listed,
-            "rechecked_out": plan.rechecked_out,
-        },
+        selector=_selection(request, plan),
         options=request.describe_options(),
         halted_by=engine.halted,
         requests=dict(engine.gate.sent),
     )
+
+
+def _selection(request: RunRequest, plan: Plan) -> dict[str, Any]:
+    """The ``selector`` object of the report and the journal header."""
+    return {
+        **request.selector.describe(),
+        "projects": list(plan.scopes),
+        "listed": plan.listed,
+        "rechecked_out": plan.rechecked_out,
+    }
 
 
 async def _watch_signals(engine: Engine, execution: anyio.CancelScope, grace: float) -> None:

@@ -5,7 +5,8 @@ input; 3 authentication, configuration or endpoint failure; 4 refused or stopped
 rail; 130 interrupted. Errors are one line on stderr, never a traceback.
 
 Modules: :mod:`.options` (the options ``stop`` and ``start`` share), :mod:`.act` (the
-``stop`` command and the run it drives).
+``stop`` and ``start`` commands and the run they drive), :mod:`.recovery` (``--journal``,
+``--resume``, ``--from-report``), :mod:`.report_cmd` (``bulkstop report``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import click
 
 from ..demo import demo
 from ..mockcloud.cli import mock_cloud
-from .act import stop
+from .act import start, stop
+from .report_cmd import report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -31,5 +33,7 @@ def main() -> None:
 
 
 main.add_command(stop)
+main.add_command(start)
+main.add_command(report)
 main.add_command(demo)
 main.add_command(mock_cloud)

@@ -1,4 +1,5 @@
-"""``bulkstop stop``: build a run request from the options, drive the run, print, exit."""
+"""``bulkstop stop`` and ``start``: build a run request from the options, drive the run, print,
+exit."""
 
 from __future__ import annotations
 
@@ -27,13 +28,24 @@ from ..runner import RunRequest, run
 from ..selector import Selector
 from ..timespec import parse_deadline, utc_now
 from .options import action_options, default_report_path
+from .recovery import (
+    RecordedCommand,
+    Resumed,
+    command_line,
+    from_report,
+    journal_path,
+    recovery_options,
+    resume_hint,
+    resume_run,
+)
 
 #: How many example server names the confirmation prompt shows per project.
 EXAMPLES_SHOWN: Final = 3
 
 
-@click.command()
+@click.command(cls=RecordedCommand)
 @action_options(Action.STOP)
+@recovery_options
 @click.option(
     "--stop-type",
     type=click.Choice(["SOFT", "HARD"], case_sensitive=False),
@@ -54,6 +66,29 @@ def stop(**params: Any) -> None:
     """
     stop_type = params.pop("stop_type")
     _action_command(Action.STOP, params, stop_type=stop_type.upper() if stop_type else None)
+
+
+@click.command(cls=RecordedCommand)
+@action_options(Action.START)
+@recovery_options
+@click.option(
+    "--from-report",
+    "from_report",
+    metavar="REPORT",
+    help="Undo a stop run: start exactly the servers it stopped (outcome accepted or "
+    "stopped), not those that were already stopped before it.",
+)
+def start(**params: Any) -> None:
+    """Start every selected server, under per-project rate limits (the undo of a stop).
+
+    \b
+    Examples:
+      # undo last night's stop: exactly the servers it stopped, waiting for ACTIVE
+      bulkstop start --from-report bulkstop-report-20261128T020000Z.json --wait --yes
+      # finish an interrupted start
+      bulkstop start --resume bulkstop-start-report-20261128T060000Z.journal.jsonl --yes
+    """
+    _action_command(Action.START, params, stop_type=None)
 
 
 def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | None) -> None:
@@ -81,6 +116,8 @@ def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | 
     click.echo(render_summary(report), err=True)
     if request.report_path not in (None, "-"):
         click.echo(f"report: {request.report_path}", err=True)
+    if hint := resume_hint(request, report):
+        click.echo(hint, err=True)
     sys.exit(exit_code(report))
 
 
@@ -88,7 +125,14 @@ def _build_request(
     action: Action, params: dict[str, Any], *, stop_type: str | None
 ) -> tuple[RunRequest, AuthSettings]:
     now = utc_now()
-    if params["plan_path"]:
+    resumed: Resumed | None = None
+    if params["resume"]:
+        resumed = resume_run(action, params)
+        selector, projects = resumed.selector, resumed.projects
+        stop_type = stop_type or resumed.stop_type
+    elif params.get("from_report"):
+        selector, projects = from_report(params)
+    elif params["plan_path"]:
         selector, projects = _selector_from_plan(action, params, now=now)
     else:
         selector, projects = _selector_from_options(params)
@@ -116,11 +160,15 @@ def _build_request(
         dry_run=params["dry_run"],
         rails=rails,
     )
+    report_path = params["report_path"] or default_report_path(action)
     request = RunRequest(
         selector=selector,
         options=options,
-        report_path=params["report_path"] or default_report_path(action),
+        report_path=report_path,
         extra_options={"request_timeout": params["request_timeout"], "plan": params["plan_path"]},
+        journal_path=journal_path(action, params, report_path),
+        resume=resumed.state if resumed else None,
+        command=command_line(),
     )
     auth = AuthSettings(
         os_cloud=params["os_cloud"],

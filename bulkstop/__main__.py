@@ -1,0 +1,5 @@
+"""``python -m bulkstop``: the same command line as the ``bulkstop`` script."""
+
+from .cli import main
+
+main(prog_name="bulkstop")

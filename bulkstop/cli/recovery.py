@@ -1,0 +1,195 @@
+"""The command-line side of recovery: ``--journal``, ``--resume`` and ``start --from-report``.
+
+``--resume JOURNAL`` repeats the interrupted run's options: the command line of each part of
+the run is recorded in its journal, re-read here, and every option not given now takes its
+recorded value (the selection always comes from the journal itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import click
+from click.core import ParameterSource
+
+from ..errors import UsageError
+from ..journal import JournalState, journal_path_for, read_journal
+from ..models import Action, Outcome
+from ..report import Report, read_report
+from ..resume import recorded_projects, resume_selector, undo_selector
+from ..runner import RunRequest
+from ..selector import Selector
+from .options import default_report_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Where :class:`RecordedCommand` keeps the command line in ``click.Context.meta``.
+_ARGV_KEY: Final = "bulkstop.argv"
+#: Options that choose servers: a resumed run takes its servers from the journal instead.
+_SELECTION: Final = {
+    "tags": "--tag",
+    "any_tags": "--any-tag",
+    "exclude_tags": "--exclude-tag",
+    "ids_file": "--ids-file",
+    "only": "--only",
+    "select_all": "--all",
+    "projects": "--project",
+    "all_projects": "--all-projects",
+    "plan_path": "--plan",
+    "from_report": "--from-report",
+}
+#: Options a resumed run never takes from the record: the selection, the journal itself, and
+#: the ones that must be chosen anew (confirmation, output, a dry run).
+_NOT_REPEATED: Final = frozenset(
+    {
+        *_SELECTION,
+        "protect_tags",
+        "include_locked",
+        "plan_max_age",
+        "dry_run",
+        "yes",
+        "quiet",
+        "report_path",
+        "journal_path",
+        "resume",
+    }
+)
+
+
+class RecordedCommand(click.Command):
+    """A click command that keeps its command line, for the journal (see :func:`command_line`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGV_KEY] = tuple(args)
+        return super().parse_args(ctx, args)
+
+
+def command_line() -> tuple[str, ...]:
+    """The current command's arguments after its name (empty outside a RecordedCommand)."""
+    return tuple(click.get_current_context().meta.get(_ARGV_KEY, ()))
+
+
+def recovery_options(f: F) -> F:
+    """``--journal`` and ``--resume``, shared by ``stop`` and ``start``."""
+    f = click.option(
+        "--resume",
+        metavar="JOURNAL",
+        help="Finish the interrupted run recorded in JOURNAL: servers with a final outcome "
+        "are left alone, servers sent a request are re-read first, the rest are sent; same "
+        "servers and options (unless given now); the report covers the whole run.",
+    )(f)
+    return click.option(
+        "--journal",
+        "journal_path",
+        metavar="PATH",
+        help="Where to record the run as it happens, for --resume (default: beside the "
+        "report, named after it with .journal.jsonl).",
+    )(f)
+
+
+def journal_path(action: Action, params: dict[str, Any], report_path: str) -> str:
+    """The journal a run keeps: the resumed one, ``--journal``, or one beside the report."""
+    if params["resume"]:
+        return str(params["resume"])
+    if params["journal_path"]:
+        return str(params["journal_path"])
+    return journal_path_for(default_report_path(action) if report_path == "-" else report_path)
+
+
+def resume_hint(request: RunRequest, report: Report) -> str | None:
+    """How to finish a halted run, or one that left servers ``not_attempted``, when it kept a
+    journal."""
+    if request.journal_path is None or request.options.dry_run:
+        return None
+    if report.halted_by is None and not any(
+        s.outcome is Outcome.NOT_ATTEMPTED for s in report.servers
+    ):
+        return None
+    path, verb = request.journal_path, request.options.action.verb
+    return f"journal: {path}\nto finish: bulkstop {verb} --resume {path}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resumed:
+    """A run to finish: its journal, the servers it has left, and where they live."""
+
+    state: JournalState
+    selector: Selector
+    projects: tuple[str, ...]
+    #: The recorded ``--stop-type`` (the ``stop`` command passes it outside ``params``).
+    stop_type: str | None
+
+
+def resume_run(action: Action, params: dict[str, Any]) -> Resumed:
+    """Read ``--resume``'s journal and fill ``params`` in place with the recorded options.
+
+    Raises UsageError for options that cannot go with ``--resume``, a journal of another
+    action, or a record that cannot be re-read; InputError for a file that is not a journal.
+    """
+    path = str(params["resume"])
+    given = [flag for name, flag in _SELECTION.items() if params.get(name)]
+    given += [f"--{n.replace('_', '-')}" for n in ("dry_run", "journal_path") if params[n]]
+    if given:
+        raise UsageError(
+            f"--resume takes the servers and the journal from {path}; drop {' '.join(given)} "
+            f"(to see where the run stopped: bulkstop report {path})"
+        )
+    state = read_journal(path)
+    if state.action is not action:
+        raise UsageError(
+            f"{path} is the journal of a {state.action.verb} run: "
+            f"continue it with bulkstop {state.action.verb} --resume"
+        )
+    params.update(_recorded_options(state, params))
+    if not params["report_path"]:
+        params["report_path"] = state.report_path
+    return Resumed(
+        state=state,
+        selector=resume_selector(
+            state, protect_tags=params["protect_tags"], include_locked=params["include_locked"]
+        ),
+        projects=recorded_projects(state),
+        stop_type=state.options.get("stop_type"),
+    )
+
+
+def _recorded_options(state: JournalState, params: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the recorded command lines (later parts win) and not given now."""
+    ctx = click.get_current_context()
+    recorded: dict[str, Any] = {}
+    for args in state.commands:
+        try:
+            part = ctx.command.make_context(ctx.info_name, list(args))
+        except click.ClickException as exc:
+            raise UsageError(
+                f"cannot re-read the options recorded in {state.path} ({' '.join(args)}): "
+                f"{exc.format_message()}"
+            ) from None
+        recorded.update(
+            (name, value)
+            for name, value in part.params.items()
+            if part.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        )
+    return {
+        name: value
+        for name, value in recorded.items()
+        if name in params
+        and name not in _NOT_REPEATED
+        and ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT)
+    }
+
+
+def from_report(params: dict[str, Any]) -> tuple[Selector, tuple[str, ...]]:
+    """``start --from-report``: the servers that stop run stopped (see :func:`undo_selector`)."""
+    path = str(params["from_report"])
+    given = [flag for name, flag in _SELECTION.items() if name != "from_report" and params[name]]
+    if given:
+        raise UsageError(f"--from-report already says which servers; drop {' '.join(given)}")
+    return undo_selector(
+        read_report(path),
+        source=path,
+        protect_tags=params["protect_tags"],
+        include_locked=params["include_locked"],
+    )

@@ -1,0 +1,643 @@
+"""Issue #4's safety rails, proven by what the cloud received.
+
+Each run goes the way a user's does (``OS_*`` → openstacksdk's loader → keystoneauth1 →
+:class:`~bulkstop.compute_http.HttpCompute` over loopback → :func:`bulkstop.runner.run`) against
+an in-process :class:`~bulkstop.mockcloud.MockCloud` serving an exact fleet. The report says
+what bulkstop believes; the mock's request journal is the witness that no stop went where a rail
+forbids it. The rails' pure logic is unit-tested in ``tests/unit/test_rails.py``; here only the
+server-side effect counts. The CLI's own rails (confirmation, plans, flags) are in
+``tests/e2e/test_cli_rails.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import pytest
+
+from bulkstop.auth import AuthSettings
+from bulkstop.backoff import Backoff
+from bulkstop.calls import RetryPolicy
+from bulkstop.compute_http import open_compute
+from bulkstop.engine import RunOptions
+from bulkstop.errors import EXIT_FAILURES, EXIT_OK, EXIT_REFUSED, RefusedError
+from bulkstop.idfile import IdEntry
+from bulkstop.mockcloud import Faults, MockCloud, MockConfig, RequestRecord, Trigger
+from bulkstop.models import Outcome
+from bulkstop.rails import ErrorBudget, Rails
+from bulkstop.report import Report, exit_code, read_report
+from bulkstop.runner import RunRequest, run
+from bulkstop.selector import PROTECT_TAG, Selector
+from bulkstop.timespec import format_time, utc_now
+
+TAG: Final = "nightly-stop"
+TAGGED: Final = Selector(tags=(TAG,))
+PROJECTS: Final = ("p0", "p1", "p2")
+WAVE: Final = "bulkstop:wave="
+EXEMPT: Final = "bulkstop:exempt-until="
+#: Seconds from an accepted stop to SHUTOFF in the mock (real time: waits stay short).
+DELAY: Final = 0.1
+#: Seconds between two status polls while waiting.
+POLL: Final = 0.02
+#: Real backoff shape, milliseconds instead of seconds.
+FAST_RETRY: Final = RetryPolicy(max_attempts=5, backoff=Backoff(base=0.01, cap=0.05))
+#: What the transport may add between our send and the mock's arrival stamp.
+IN_FLIGHT_SLACK: Final = 0.1
+
+MakeMock = Callable[..., Awaitable[MockCloud]]
+
+
+# -- fleets -----------------------------------------------------------------------------------
+
+
+def sid(name: str) -> str:
+    """The id of a named test server (a stable UUID)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bulkstop-rails:{name}"))
+
+
+def server(
+    name: str, project: str = "p0", *, tags: Iterable[str] = (TAG,), **state: Any
+) -> dict[str, Any]:
+    """One fleet-document server: active and tagged unless told otherwise."""
+    return {"id": sid(name), "name": name, "project": project, "tags": list(tags), **state}
+
+
+def fleet(*servers: dict[str, Any]) -> dict[str, Any]:
+    """A fleet document over :data:`PROJECTS`, servers listed in the order given."""
+    projects = [{"id": uuid.uuid5(uuid.NAMESPACE_URL, p).hex, "name": p} for p in PROJECTS]
+    return {"projects": projects, "servers": list(servers)}
+
+
+def waved(name: str, project: str, wave: int | None) -> dict[str, Any]:
+    """A tagged server in ``bulkstop:wave=<wave>`` (untagged for None)."""
+    return server(name, project, tags=(TAG,) if wave is None else (TAG, f"{WAVE}{wave}"))
+
+
+def pid(mock: MockCloud, name: str) -> str:
+    """A project's id by name."""
+    return next(p.id for p in mock.projects if p.name == name)
+
+
+def names(mock: MockCloud, ids: Iterable[str | None]) -> list[str]:
+    """Server names for ids, in the given order."""
+    return [mock.servers[i].name for i in ids if i is not None]
+
+
+# -- what the journal proves ----------------------------------------------------------------------
+
+
+def stop_requests(mock: MockCloud) -> list[RequestRecord]:
+    """Every os-stop the cloud received, in order of arrival."""
+    return sorted(
+        (r for r in mock.requests if r.kind == "action" and r.action == "os-stop"),
+        key=lambda r: r.t,
+    )
+
+
+def stopped(mock: MockCloud) -> list[str]:
+    """Names of the servers that received an os-stop, first arrival first, each once."""
+    return list(dict.fromkeys(names(mock, (r.server_id for r in stop_requests(mock)))))
+
+
+def accepted(mock: MockCloud) -> set[str]:
+    """Names of the servers whose os-stop the cloud accepted."""
+    return set(names(mock, mock.accepted_stops()))
+
+
+def arrivals(mock: MockCloud, *server_names: str) -> list[float]:
+    """Arrival times (mock clock) of the os-stops of these servers."""
+    wanted = {sid(n) for n in server_names}
+    return [r.t for r in stop_requests(mock) if r.server_id in wanted]
+
+
+def deadline_of(report: Report) -> float:
+    """The deadline the report records, as a unix time (comparable to the journal's ``wall``)."""
+    recorded = report.options["rails"]["deadline"]
+    return datetime.fromisoformat(recorded.replace("Z", "+00:00")).timestamp()
+
+
+def results(report: Report) -> dict[str, tuple[Outcome, str | None]]:
+    """Each server's (outcome, reason), by name."""
+    return {s.name: (s.outcome, s.reason) for s in report.servers}
+
+
+def in_outcome(report: Report, outcome: Outcome) -> set[str]:
+    """Names of the servers with this outcome."""
+    return {s.name for s in report.servers if s.outcome is outcome}
+
+
+def expected_canary(doc: dict[str, Any], count: int) -> list[str]:
+    """The canary as the issue defines it, derived from the fleet document alone: the first
+    wave only, round-robin across projects (in scope order), each project in listing order."""
+
+    def wave(s: dict[str, Any]) -> int | None:
+        tags = [t for t in s["tags"] if t.startswith(WAVE)]
+        return int(tags[0][len(WAVE) :]) if tags else None
+
+    numbered = [w for s in doc["servers"] if (w := wave(s)) is not None]
+    first = min(numbered) if numbered else None
+    queues = [
+        [s["name"] for s in doc["servers"] if s["project"] == p and wave(s) == first]
+        for p in PROJECTS
+    ]
+    picked: list[str] = []
+    for depth in range(max(map(len, queues))):
+        picked += [q[depth] for q in queues if depth < len(q)]
+    return picked[:count]
+
+
+# -- running a stop -------------------------------------------------------------------------------
+
+
+class Stop(Protocol):
+    """``await stop(mock, selector, admin=False, deadline_in=None, **RunOptions fields)``."""
+
+    def __call__(
+        self,
+        mock: MockCloud,
+        selector: Selector = ...,
+        *,
+        admin: bool = ...,
+        deadline_in: float | None = ...,
+        **options: Any,
+    ) -> Awaitable[Report]: ...
+
+
+@pytest.fixture
+def report_path(tmp_path: Path) -> Path:
+    """Where :func:`stop` writes its report."""
+    return tmp_path / "report.json"
+
+
+@pytest.fixture
+def stop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, report_path: Path) -> Stop:
+    """Run a stop through the Python API in every project of the mock, configured only by its
+    ``OS_*`` (the machine's own ``OS_*`` and clouds.yaml are kept out). ``admin`` authenticates
+    as the mock's admin user. ``rate`` defaults to unlimited, polls to :data:`POLL`.
+    ``deadline_in`` sets the deadline that many seconds after authentication, so that a slow
+    Keystone round trip cannot eat into it (the report's rails say when it was)."""
+    for name in list(os.environ):
+        if name.startswith("OS_"):
+            monkeypatch.delenv(name)
+    empty = tmp_path / "clouds.yaml"
+    empty.write_text("clouds: {}\n")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("OS_CLIENT_SECURE_FILE", str(empty))
+    monkeypatch.chdir(tmp_path)
+
+    async def go(
+        mock: MockCloud,
+        selector: Selector = TAGGED,
+        *,
+        admin: bool = False,
+        deadline_in: float | None = None,
+        **options: Any,
+    ) -> Report:
+        env = mock.os_env()
+        if admin:
+            env |= {"OS_USERNAME": mock.admin_username, "OS_PASSWORD": mock.admin_password}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        settings = {"rate": 0.0, "retry": FAST_RETRY, "poll_interval": POLL, **options}
+        run_options = RunOptions(**settings)
+        compute, scopes = await open_compute(
+            AuthSettings(projects=tuple(mock.project_ids)),
+            request_timeout=5.0,
+            pool_size=run_options.concurrency,
+        )
+        if deadline_in is not None:
+            deadline = utc_now() + timedelta(seconds=deadline_in)
+            rails = dataclasses.replace(run_options.rails, deadline=deadline)
+            run_options = dataclasses.replace(run_options, rails=rails)
+        try:
+            return await run(
+                compute=compute,
+                scopes=scopes,
+                request=RunRequest(
+                    selector=selector, options=run_options, report_path=str(report_path)
+                ),
+            )
+        finally:
+            await compute.aclose()
+
+    return go
+
+
+async def serve(make_mock_cloud: MakeMock, doc: dict[str, Any], **config: Any) -> MockCloud:
+    """A running mock serving exactly ``doc``, transitions taking :data:`DELAY` unless told."""
+    return await make_mock_cloud(MockConfig(fleet=doc, **{"transition_delay": DELAY, **config}))
+
+
+def no_action_sent(mock: MockCloud) -> bool:
+    """True when the cloud received no action request at all."""
+    return not [r for r in mock.requests if r.kind == "action"]
+
+
+# -- tests ----------------------------------------------------------------------------------------
+
+
+class TestCaps:
+    """--max-servers / --max-percent refuse before the first action; the journal stays clean."""
+
+    async def test_max_servers(self, make_mock_cloud: MakeMock, stop: Stop) -> None:
+        mock = await serve(make_mock_cloud, fleet(*(server(f"s{i}") for i in range(5))))
+        with pytest.raises(RefusedError, match="5 servers would be stopped, more than --max-ser"):
+            await stop(mock, rails=Rails(max_servers=4))
+        assert no_action_sent(mock)
+        # The same fleet at the cap is acted on: the refusal above was the cap's doing.
+        report = await stop(mock, rails=Rails(max_servers=5))
+        assert accepted(mock) == {f"s{i}" for i in range(5)}
+        assert exit_code(report) == EXIT_OK
+
+    async def test_max_percent_counts_every_server_of_each_project(
+        self, make_mock_cloud: MakeMock, stop: Stop
+    ) -> None:
+        doc = fleet(
+            *(server(f"a{i}", "p0", tags=(TAG,) if i < 2 else ()) for i in range(4)),
+            *(server(f"b{i}", "p1", tags=(TAG,) if i < 3 else ()) for i in range(4)),
+        )
+        mock = await serve(make_mock_cloud, doc)
+        with pytest.raises(RefusedError, match=f"project {pid(mock, 'p1')}: 3 of its 4 servers"):
+            await stop(mock, rails=Rails(max_percent=70))
+        assert no_action_sent(mock)
+        # 75% of p1 is allowed at 75: the census counted the untagged servers too.
+        await stop(mock, rails=Rails(max_percent=75))
+        assert accepted(mock) == {"a0", "a1", "b0", "b1", "b2"}
+
+
+#: A fleet with every kind of protection, and two servers that may be stopped.
+PROTECTION_FLEET: Final = (
+    (server("plain"), Outcome.ACCEPTED, None),
+    (server("past", "p1", tags=(TAG, f"{EXEMPT}2000-01-01")), Outcome.ACCEPTED, None),
+    (server("protected", tags=(TAG, PROTECT_TAG)), Outcome.EXCLUDED, f"tag {PROTECT_TAG}"),
+    (server("kept", "p1", tags=(TAG, "keep-on")), Outcome.EXCLUDED, "tag keep-on"),
+    (server("excluded", "p2", tags=(TAG, "no-touch")), Outcome.EXCLUDED, "tag no-touch"),
+    (
+        server("future", "p1", tags=(TAG, f"{EXEMPT}2999-01-01")),
+        Outcome.EXCLUDED,
+        "exempt until 2999-01-02T00:00:00.000Z",
+    ),
+    (
+        server("future-hour", "p2", tags=(TAG, f"{EXEMPT}2999-01-01T06:00Z")),
+        Outcome.EXCLUDED,
+        "exempt until 2999-01-01T06:00:00.000Z",
+    ),
+    (
+        server("unreadable", tags=(TAG, f"{EXEMPT}soon")),
+        Outcome.EXCLUDED,
+        f"unreadable exemption tag '{EXEMPT}soon'",
+    ),
+    (server("locked", "p2", locked=True), Outcome.SKIPPED, "locked"),
+)
+
+
+class TestProtection:
+    """Protected, exempt and locked servers get no request, however they were selected."""
+
+    @pytest.mark.parametrize("by", ["tag", "ids"])
+    async def test_no_stop_reaches_a_protected_server(
+        self, make_mock_cloud: MakeMock, stop: Stop, by: str
+    ) -> None:
+        mock = await serve(make_mock_cloud, fleet(*(s for s, _, _ in PROTECTION_FLEET)))
+        guards: dict[str, Any] = {"exclude_tags": ("no-touch",), "protect_tags": ("keep-on",)}
+        if by == "tag":
+            selector = Selector(tags=(TAG,), **guards)
+        else:
+            ids = tuple(IdEntry(id=s["id"], line=n) for n, (s, _, _) in enumerate(PROTECTION_FLEET))
+            selector = Selector(ids=ids, ids_source="ids.txt", **guards)
+        report = await stop(mock, selector)
+        assert set(stopped(mock)) == {"plain", "past"}
+        assert accepted(mock) == {"plain", "past"}
+        assert results(report) == {s["name"]: (o, r) for s, o, r in PROTECTION_FLEET}
+
+    @pytest.mark.parametrize(
+        ("admin", "status", "outcome", "code"),
+        [(False, 409, Outcome.FAILED, EXIT_FAILURES), (True, 202, Outcome.ACCEPTED, EXIT_OK)],
+        ids=["member-409", "admin-202"],
+    )
+    async def test_include_locked_lets_the_cloud_decide(
+        self,
+        make_mock_cloud: MakeMock,
+        stop: Stop,
+        admin: bool,
+        status: int,
+        outcome: Outcome,
+        code: int,
+    ) -> None:
+        mock = await serve(make_mock_cloud, fleet(server("locked", locked=True), server("plain")))
+        report = await stop(mock, Selector(tags=(TAG,), include_locked=True), admin=admin)
+        to_locked = [r.status for r in stop_requests(mock) if r.server_id == sid("locked")]
+        assert to_locked == [status]
+        assert results(report)["locked"][0] is outcome
+        assert accepted(mock) == ({"plain", "locked"} if admin else {"plain"})
+        assert exit_code(report) == code
+
+
+#: Three projects, two waves and untagged servers, listed out of wave order.
+CANARY_FLEET: Final = fleet(
+    waved("a0", "p0", 1),
+    waved("a1", "p0", 2),
+    waved("a2", "p0", 1),
+    waved("a3", "p0", None),
+    waved("b0", "p1", 2),
+    waved("b1", "p1", 1),
+    waved("b2", "p1", None),
+    waved("c0", "p2", None),
+    waved("c1", "p2", 1),
+)
+ALL_CANARY_FLEET: Final = {s["name"] for s in CANARY_FLEET["servers"]}
+
+
+class TestCanary:
+    """--canary N: N stops first, one per project from the first wave; the rest only after
+    they are SHUTOFF, and not at all if one of them fails."""
+
+    async def test_canary_first_then_the_rest_after_shutoff(
+        self, make_mock_cloud: MakeMock, stop: Stop
+    ) -> None:
+        canary = expected_canary(CANARY_FLEET, 3)
+        assert canary == ["a0", "b1", "c1"]  # the derivation itself: first wave, spread
+        mock = await serve(make_mock_cloud, CANARY_FLEET)
+        report = await stop(mock, rails=Rails(canary=3))
+        order = stopped(mock)
+        assert set(order[:3]) == set(canary)
+        assert set(order) == ALL_CANARY_FLEET
+        # Nothing else was sent before every canary server had reached SHUTOFF.
+        rest = ALL_CANARY_FLEET - set(canary)
+        assert min(arrivals(mock, *rest)) >= max(arrivals(mock, *canary)) + DELAY
+        assert in_outcome(report, Outcome.STOPPED) == set(canary)
+        assert in_outcome(report, Outcome.ACCEPTED) == rest
+        assert report.halted_by is None
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="BUG: with an ID list (--ids-file, --plan) the plan's order within a project is "
+        "the order in which the per-server GETs completed (started in sorted-id order), not the "
+        "list's: the canary is not the first listed server of each project, and is not "
+        "guaranteed to be the same from one run to the next",
+    )
+    async def test_canary_of_an_id_list_follows_its_order(
+        self, make_mock_cloud: MakeMock, stop: Stop
+    ) -> None:
+        # Listed in descending id order: the first listed of each project has the largest id.
+        doc = fleet(
+            *sorted(
+                (server(f"{p}-{i}", p) for p in ("p0", "p1") for i in range(4)),
+                key=lambda s: s["id"],
+                reverse=True,
+            )
+        )
+        mock = await serve(make_mock_cloud, doc)
+        ids = tuple(IdEntry(id=s["id"], line=n) for n, s in enumerate(doc["servers"], 1))
+        await stop(mock, Selector(ids=ids, ids_source="ids.txt"), rails=Rails(canary=2))
+        assert set(stopped(mock)[:2]) == set(expected_canary(doc, 2))
+
+    @pytest.mark.parametrize("cause", ["5xx", "never-shutoff"])
+    async def test_failed_canary_halts_before_the_rest(
+        self, make_mock_cloud: MakeMock, stop: Stop, cause: str
+    ) -> None:
+        canary = expected_canary(CANARY_FLEET, 3)
+        if cause == "5xx":
+            # The first canary server answers 500 three times; two attempts are allowed.
+            faults = Faults(server_error=Trigger(servers={sid(canary[0]): 3}))
+            mock = await serve(make_mock_cloud, CANARY_FLEET, faults=faults)
+            options: dict[str, Any] = {"retry": dataclasses.replace(FAST_RETRY, max_attempts=2)}
+            failed = 1
+        else:
+            mock = await serve(make_mock_cloud, CANARY_FLEET, transition_delay=30.0)
+            options = {"wait_timeout": 0.1}
+            failed = 3
+        report = await stop(mock, rails=Rails(canary=3), **options)
+        assert set(stopped(mock)) == set(canary)
+        first = [r.status for r in stop_requests(mock) if r.server_id == sid(canary[0])]
+        assert first == ([500, 500] if cause == "5xx" else [202])
+        assert report.halted_by == f"canary: {failed} of 3 did not reach SHUTOFF"
+        rest = ALL_CANARY_FLEET - set(canary)
+        assert {n: results(report)[n] for n in rest} == dict.fromkeys(
+            rest, (Outcome.NOT_ATTEMPTED, report.halted_by)
+        )
+        assert exit_code(report) == EXIT_REFUSED
+
+
+class TestCircuitBreaker:
+    """--max-errors: once more requests than allowed have failed, dispatch stops."""
+
+    async def test_count(self, make_mock_cloud: MakeMock, stop: Stop) -> None:
+        doc = fleet(*(server(f"s{i}") for i in range(8)))
+        forbidden = Trigger(servers={s["id"]: 9 for s in doc["servers"]})
+        mock = await serve(
+            make_mock_cloud, doc, faults=Faults(server_error=forbidden, error_status=403)
+        )
+        report = await stop(mock, concurrency=1, rails=Rails(max_errors=ErrorBudget(count=2)))
+        # N failures are tolerated, the (N+1)-th trips the breaker: nothing is sent after it.
+        assert [r.status for r in stop_requests(mock)] == [403, 403, 403]
+        assert stopped(mock) == ["s0", "s1", "s2"]
+        assert report.halted_by == "max-errors: 3 of 3 requests failed"
+        assert in_outcome(report, Outcome.NOT_ATTEMPTED) == {f"s{i}" for i in range(3, 8)}
+        assert exit_code(report) == EXIT_REFUSED
+
+    async def test_requests_waiting_for_their_turn_are_not_sent(
+        self, make_mock_cloud: MakeMock, stop: Stop
+    ) -> None:
+        # Eight workers take a server each at once, then wait for their --rate turn (50 ms
+        # apart): once the breaker trips, those still waiting must not go out.
+        doc = fleet(*(server(f"s{i}") for i in range(10)))
+        forbidden = Trigger(servers={s["id"]: 9 for s in doc["servers"]})
+        mock = await serve(
+            make_mock_cloud, doc, faults=Faults(server_error=forbidden, error_status=403)
+        )
+        report = await stop(
+            mock, rate=20.0, concurrency=8, rails=Rails(max_errors=ErrorBudget(count=2))
+        )
+        # The 3rd failure trips it; at most one more was already on the wire by then.
+        assert 3 <= len(stop_requests(mock)) <= 4
+        assert report.halted_by is not None and report.halted_by.startswith("max-errors: ")
+        assert len(in_outcome(report, Outcome.NOT_ATTEMPTED)) == 10 - len(stop_requests(mock))
+
+    async def test_percent_waits_for_enough_finished_requests(
+        self, make_mock_cloud: MakeMock, stop: Stop
+    ) -> None:
+        doc = fleet(*(server(f"s{i:02d}") for i in range(24)))
+        first_five = Trigger(servers={s["id"]: 9 for s in doc["servers"][:5]})
+        mock = await serve(
+            make_mock_cloud, doc, faults=Faults(server_error=first_five, error_status=503)
+        )
+        report = await stop(
+            mock,
+            concurrency=1,
+            retry=RetryPolicy(max_attempts=1),
+            rails=Rails(max_errors=ErrorBudget(percent=10)),
+        )
+        # 5 of the first 5 failed (100%), yet the percentage is judged only from 20 finished on.
+        statuses = [r.status for r in stop_requests(mock)]
+        assert statuses == [503] * 5 + [202] * 15
+        assert report.halted_by == "max-errors: 5 of 20 requests failed"
+        assert in_outcome(report, Outcome.NOT_ATTEMPTED) == {f"s{i:02d}" for i in range(20, 24)}
+        assert exit_code(report) == EXIT_REFUSED
+
+
+#: Stops are paced ~0.25 s apart; the deadline falls after the second one.
+DEADLINE_RATE: Final = 4.0
+DEADLINE_IN: Final = 0.6
+
+
+class TestDeadline:
+    """--deadline: no stop is sent after it; the rest are not_attempted (real time, ~1.5 s each).
+
+    ``--rate`` paces the stops a quarter of a second apart so that the deadline falls mid-run
+    while requests wait for their turn: those must not go out once it has passed.
+    """
+
+    @pytest.mark.parametrize("concurrency", [1, 32])
+    async def test_no_stop_arrives_after_the_deadline(
+        self, make_mock_cloud: MakeMock, stop: Stop, concurrency: int
+    ) -> None:
+        mock = await serve(make_mock_cloud, fleet(*(server(f"s{i}") for i in range(6))))
+        report = await stop(
+            mock, rate=DEADLINE_RATE, concurrency=concurrency, deadline_in=DEADLINE_IN
+        )
+        late = [r for r in stop_requests(mock) if r.wall > deadline_of(report) + IN_FLIGHT_SLACK]
+        assert names(mock, (r.server_id for r in late)) == []
+        assert report.halted_by == "deadline"
+        left = in_outcome(report, Outcome.NOT_ATTEMPTED)
+        assert left and {results(report)[n][1] for n in left} == {"deadline"}
+        assert not set(stopped(mock)) & left
+        assert accepted(mock) == in_outcome(report, Outcome.ACCEPTED)
+        assert exit_code(report) == EXIT_REFUSED
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="BUG: only a request's first attempt is checked against the deadline (and any "
+        "halt): a stop the cloud throttled (429, so never served) before the deadline is "
+        "retried after it, and the run ends accepted, halted_by None, exit 0",
+    )
+    async def test_throttled_stops_are_not_retried_after_the_deadline(
+        self, make_mock_cloud: MakeMock, stop: Stop
+    ) -> None:
+        # The cloud admits 4 requests/s in bursts of 1: the listing passes, every stop sent at
+        # once gets a 429 with Retry-After: 1, which ends after the deadline.
+        doc = fleet(*(server(f"s{i}") for i in range(3)))
+        mock = await serve(make_mock_cloud, doc, faults=Faults(rate_limit=4, burst=1))
+        report = await stop(mock, concurrency=3, deadline_in=0.5)
+        late = [r for r in stop_requests(mock) if r.wall > deadline_of(report) + IN_FLIGHT_SLACK]
+        assert names(mock, (r.server_id for r in late)) == []
+        assert report.halted_by == "deadline"
+        assert in_outcome(report, Outcome.NOT_ATTEMPTED) == {"s0", "s1", "s2"}
+
+
+#: Waves 1, 2 and 10 and untagged servers in two projects, listed out of order.
+WAVE_FLEET: Final = fleet(
+    waved("u0", "p0", None),
+    waved("w2-a", "p0", 2),
+    waved("w1-a", "p0", 1),
+    waved("w10", "p1", 10),
+    waved("w2-b", "p1", 2),
+    waved("u1", "p1", None),
+    waved("w1-b", "p1", 1),
+)
+WAVES: Final = (("w1-a", "w1-b"), ("w2-a", "w2-b"), ("w10",), ("u0", "u1"))
+
+
+class TestWaves:
+    """bulkstop:wave=<n>: every stop of a wave before any of the next, untagged last; with
+    --wait, a wave starts only once the previous one is SHUTOFF."""
+
+    @pytest.mark.parametrize("wait", [False, True], ids=["no-wait", "wait"])
+    async def test_waves_in_order(self, make_mock_cloud: MakeMock, stop: Stop, wait: bool) -> None:
+        mock = await serve(make_mock_cloud, WAVE_FLEET)
+        report = await stop(mock, wait=wait)
+        assert accepted(mock) == {n for wave in WAVES for n in wave}
+        gap = DELAY if wait else 0.0
+        for earlier, later in itertools.pairwise(WAVES):
+            assert min(arrivals(mock, *later)) > max(arrivals(mock, *earlier)) + gap, later
+        assert report.halted_by is None
+
+
+class TestComposition:
+    """Rails together."""
+
+    async def test_deadline_during_waves(self, make_mock_cloud: MakeMock, stop: Stop) -> None:
+        doc = fleet(
+            waved("w1-a", "p0", 1),
+            waved("w1-b", "p1", 1),
+            waved("w2-a", "p0", 2),
+            waved("w2-b", "p1", 2),
+            waved("u", "p2", None),
+        )
+        # Wave 1 is sent at once and is SHUTOFF 0.6 s later: the deadline falls in between.
+        mock = await serve(make_mock_cloud, doc, transition_delay=0.6)
+        report = await stop(mock, wait=True, deadline_in=0.3)
+        assert set(stopped(mock)) == {"w1-a", "w1-b"}
+        assert all(r.wall <= deadline_of(report) for r in stop_requests(mock))
+        assert report.halted_by == "deadline"
+        assert in_outcome(report, Outcome.STOPPED) == {"w1-a", "w1-b"}
+        assert {n: r for n, (o, r) in results(report).items() if o is Outcome.NOT_ATTEMPTED} == {
+            "w2-a": "deadline",
+            "w2-b": "deadline",
+            "u": "deadline",
+        }
+
+    async def test_canary_with_protection_and_waves(
+        self, make_mock_cloud: MakeMock, stop: Stop
+    ) -> None:
+        # A protected server in the first wave is never the canary: it is not sent at all.
+        doc = fleet(
+            server("shield", "p0", tags=(TAG, f"{WAVE}1", PROTECT_TAG)),
+            *CANARY_FLEET["servers"],
+        )
+        mock = await serve(make_mock_cloud, doc)
+        report = await stop(mock, rails=Rails(canary=2))
+        assert set(stopped(mock)[:2]) == set(expected_canary(CANARY_FLEET, 2))
+        assert "shield" not in stopped(mock)
+        assert results(report)["shield"] == (Outcome.EXCLUDED, f"tag {PROTECT_TAG}")
+
+
+class TestReportRecordsTheRails:
+    """The report says how every rail was set and which one stopped the run."""
+
+    async def test_every_rail_is_recorded(
+        self, make_mock_cloud: MakeMock, stop: Stop, report_path: Path
+    ) -> None:
+        mock = await serve(make_mock_cloud, fleet(server("a"), server("b", "p1")))
+        deadline = utc_now() + timedelta(minutes=5)
+        rails = Rails(
+            max_servers=10,
+            max_percent=100,
+            canary=1,
+            max_errors=ErrorBudget(percent=5),
+            deadline=deadline,
+        )
+        await stop(mock, rails=rails)
+        written = read_report(str(report_path))
+        assert written.options["rails"] == {
+            "max_servers": 10,
+            "max_percent": 100,
+            "canary": 1,
+            "max_errors": "5%",
+            "deadline": format_time(deadline),
+        }
+        assert written.halted_by is None
+        assert accepted(mock) == {"a", "b"}
+
+    async def test_halting_rail_is_recorded(
+        self, make_mock_cloud: MakeMock, stop: Stop, report_path: Path
+    ) -> None:
+        doc = fleet(server("a"), server("b"), server("c"))
+        mock = await serve(
+            make_mock_cloud,
+            doc,
+            faults=Faults(server_error=Trigger(servers={sid("a"): 9}), error_status=403),
+        )
+        await stop(mock, concurrency=1, rails=Rails(max_errors=ErrorBudget(count=0)))
+        written = read_report(str(report_path))
+        assert written.halted_by == "max-errors: 1 of 1 requests failed"
+        assert written.options["rails"]["max_errors"] == "0"
+        assert stopped(mock) == ["a"]
+        assert exit_code(written) == EXIT_REFUSED

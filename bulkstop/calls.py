@@ -107,8 +107,9 @@ class Gate:
     ) -> CallResult:
         """Send ``request`` for ``project_id`` until it gets a final answer or retries run out.
 
-        ``admit`` is asked once the first request has its slot and its turn, just before it is
-        sent (a run halted meanwhile must not send it): False raises :class:`NotAdmitted`.
+        ``admit`` is asked once a request has its slot and its turn, just before it is sent, as
+        long as no attempt has been served (the first one, and retries after throttles): False
+        raises :class:`NotAdmitted` — nothing of this request reached the cloud.
         """
         budget = self.budgets[project_id]
         attempts = failures = throttles = 0
@@ -116,8 +117,10 @@ class Gate:
         uncertain = renewed = False
         started = 0.0
         while True:
+            # Until an attempt has reached the cloud (each one so far was throttled: not served),
+            # the request is not dispatched yet, so a run halted meanwhile must not send it.
             reply, sent_at = await self._send(
-                project_id, budget, request, None if attempts else admit
+                project_id, budget, request, admit if attempts == throttles else None
             )
             # From the first request on the wire: waiting for a slot or a turn is not its time.
             started = started if attempts else sent_at

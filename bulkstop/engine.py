@@ -199,19 +199,20 @@ class Engine:
 
     async def resolve(self, selector: Selector) -> Plan:
         """Expand the selector into a plan. Sends only reads; raises before any action."""
-        query = dataclasses.replace(selector.list_query(), limit=PAGE_LIMIT)
-        self._poll_query = (
-            query
-            if selector.ids is None
-            else ListQuery(all_tenants=selector.all_projects, limit=PAGE_LIMIT)
-        )
+        if selector.ids is None:
+            query = dataclasses.replace(selector.list_query(), limit=PAGE_LIMIT)
+        else:
+            # Every id of the file must come back, tagged or not: an untagged server is not
+            # "not found". The tag criteria are re-checked on the records below.
+            query = ListQuery(all_tenants=selector.all_projects, limit=PAGE_LIMIT)
+        self._poll_query = query
         wanted = self._wanted_by_scope(selector)
         found: dict[str, list[Server]] = {}
 
         async def fetch(scope: str, ids: set[str] | None) -> None:
             found[scope] = list((await self._fetch(scope, ids, query)).values())
 
-        with _first_run_error():
+        with first_run_error():
             async with anyio.create_task_group() as tg:
                 for scope, ids in wanted.items():
                     tg.start_soon(fetch, scope, ids)
@@ -220,9 +221,14 @@ class Engine:
         seen: set[str] = set()
         now = utc_now()
         listed = rechecked_out = 0
+        # An ID list's order is the plan's (its first servers are the canary); a listing keeps
+        # the cloud's order (every rank is 0 and the sort is stable).
+        rank: dict[str, int] = {}
+        for n, target in enumerate(selector.ids or ()):
+            rank.setdefault(target.id, n)
         for scope in self.scopes:
             ids = wanted.get(scope)
-            for server in found.get(scope, ()):
+            for server in sorted(found.get(scope, ()), key=lambda s: rank.get(s.id, 0)):
                 listed += 1
                 if server.tags is None:
                     raise UnsafeCloudError(
@@ -308,7 +314,7 @@ class Engine:
                     raise _read_error(scope, res, what=f"read server {server_id}")
                 out[server_id] = body
 
-            with _first_run_error():
+            with first_run_error():
                 async with anyio.create_task_group() as tg:
                     for server_id in sorted(ids):
                         tg.start_soon(get, server_id)
@@ -328,7 +334,7 @@ class Engine:
             for server in await self._list(scope, query):
                 counts[server.project_id or scope] += 1
 
-        with _first_run_error():
+        with first_run_error():
             async with anyio.create_task_group() as tg:
                 for scope in self.scopes:
                     tg.start_soon(count, scope)
@@ -472,9 +478,10 @@ class Engine:
         """Just before a server's first request goes out: still dispatching? Then record it."""
         if not self._may_dispatch():
             return False
-        self._queued.pop(entry.server.id, None)
-        self.observer.sending(entry)
-        self._in_flight.add(entry.server.id)
+        if entry.server.id not in self._in_flight:  # asked again before a retry of a 429
+            self._queued.pop(entry.server.id, None)
+            self.observer.sending(entry)
+            self._in_flight.add(entry.server.id)
         return True
 
     async def _act(self, entry: PlanEntry) -> ServerResult | None:
@@ -505,7 +512,8 @@ class Engine:
                 self._in_flight.discard(sid)
                 return result
         except NotAdmitted:
-            pass
+            # Nothing reached the cloud (at most throttled attempts): not attempted, not unknown.
+            self._in_flight.discard(sid)
         finally:
             self._queued.pop(sid, None)
         return None
@@ -646,7 +654,7 @@ def _result(
 
 
 @contextlib.contextmanager
-def _first_run_error() -> Iterator[None]:
+def first_run_error() -> Iterator[None]:
     """Raise a run-wide error from a task group as itself, not wrapped in an ExceptionGroup."""
     try:
         yield

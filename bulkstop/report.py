@@ -30,7 +30,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from .errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, InputError
+from .errors import (
+    EXIT_FAILURES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    InputError,
+    UsageError,
+)
 from .models import INTERRUPTED, ErrorInfo, Outcome, ServerResult
 from .timespec import format_time
 
@@ -208,6 +215,14 @@ def write_atomic(path: str | Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str) -> None:
+    """Raise UsageError unless a report can be written at ``path``: checked before anything
+    is sent, so a run never ends with its stops sent and no record of them."""
+    folder = Path(path).parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write the report {path}: {folder} is not a writable directory")
 
 
 def write_report(report: Report, path: str) -> None:

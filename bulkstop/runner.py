@@ -24,12 +24,12 @@ from typing import Any, Final
 import anyio
 
 from .cloud import ComputeAPI
-from .engine import Engine, Observer, Observers, Plan, RunOptions
-from .errors import RefusedError
+from .engine import Engine, Observer, Observers, Plan, RunOptions, first_run_error
+from .errors import BulkstopError, RefusedError
 from .journal import Journal, JournalState
 from .models import INTERRUPTED
 from .rails import check_caps
-from .report import Report, write_report
+from .report import Report, check_writable, write_report
 from .resume import adopt, merge
 from .selector import Selector
 from .timespec import utc_now
@@ -91,6 +91,8 @@ async def run(
     An interrupted run returns a report with ``halted_by == "interrupted"``.
     """
     started = utc_now()
+    if request.report_path not in (None, "-"):
+        check_writable(request.report_path)
     journal = None
     if request.journal_path is not None and not request.options.dry_run:
         journal = Journal(request.journal_path)
@@ -115,12 +117,18 @@ async def run(
         _open_journal(journal, engine, plan, request, started)
     execution = anyio.CancelScope()
     try:
-        async with anyio.create_task_group() as tg:
-            if handle_signals:
-                tg.start_soon(_watch_signals, engine, execution, grace)
-            with execution:
-                await engine.execute(plan)
-            tg.cancel_scope.cancel()
+        with first_run_error():
+            async with anyio.create_task_group() as tg:
+                if handle_signals:
+                    tg.start_soon(_watch_signals, engine, execution, grace)
+                with execution:
+                    await engine.execute(plan)
+                tg.cancel_scope.cancel()
+    except BulkstopError as exc:
+        # A run-wide failure mid-run (Keystone refusing a renewal): the report says why the
+        # rest was not attempted, and the error reaches the CLI as itself (one line, exit 3).
+        engine.halt(f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         # Synchronous on purpose: no cancellation (Ctrl-C's grace ending included) can cut the
         # report short between here and the rename that publishes it.

@@ -376,13 +376,6 @@ class TestCanary:
         assert in_outcome(report, Outcome.ACCEPTED) == rest
         assert report.halted_by is None
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: with an ID list (--ids-file, --plan) the plan's order within a project is "
-        "the order in which the per-server GETs completed (started in sorted-id order), not the "
-        "list's: the canary is not the first listed server of each project, and is not "
-        "guaranteed to be the same from one run to the next",
-    )
     async def test_canary_of_an_id_list_follows_its_order(
         self, make_mock_cloud: MakeMock, stop: Stop
     ) -> None:
@@ -512,12 +505,6 @@ class TestDeadline:
         assert accepted(mock) == in_outcome(report, Outcome.ACCEPTED)
         assert exit_code(report) == EXIT_REFUSED
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: only a request's first attempt is checked against the deadline (and any "
-        "halt): a stop the cloud throttled (429, so never served) before the deadline is "
-        "retried after it, and the run ends accepted, halted_by None, exit 0",
-    )
     async def test_throttled_stops_are_not_retried_after_the_deadline(
         self, make_mock_cloud: MakeMock, stop: Stop
     ) -> None:

@@ -46,7 +46,7 @@ from .models import Action, ServerResult
 from .plan import PlanEntry
 
 # The report's per-server fields are the journal's outcome fields: one serialization for both.
-from .report import _server_dict, _server_from
+from .report import server_from_dict, server_to_dict
 from .timespec import format_time, utc_now
 
 SCHEMA: Final = "bulkstop/journal/v1"
@@ -256,7 +256,7 @@ class Journal(Observer):
         self._write(f'{{"type":"intent","id":{_dumps(entry.server.id)}}}')
 
     def finished(self, result: ServerResult) -> None:
-        self._write(_dumps({"type": "outcome", **_server_dict(result)}))
+        self._write(_dumps({"type": "outcome", **server_to_dict(result)}))
 
     def _write(self, record: str) -> None:
         if self._fd is None or self._failed is not None:
@@ -364,7 +364,7 @@ class _Reader:
         elif kind == "intent":
             self.intents.add(str(record["id"]))
         elif kind == "outcome":
-            result = _server_from(record)
+            result = server_from_dict(record)
             self.outcomes[result.id] = result
         elif kind == "resume":
             self._start_part(record)

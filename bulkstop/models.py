@@ -34,6 +34,11 @@ class Action(enum.StrEnum):
         """``stop`` or ``start``: what the report calls this action."""
         return "stop" if self is Action.STOP else "start"
 
+    @property
+    def past(self) -> str:
+        """``stopped`` or ``started``: "N servers would be ..."."""
+        return "stopped" if self is Action.STOP else "started"
+
 
 class Outcome(enum.StrEnum):
     """The fate of one selected server; every server in a report has exactly one."""

@@ -157,7 +157,7 @@ def _round_robin(entries: Sequence[PlanEntry], count: int) -> list[PlanEntry]:
 
 
 def check_caps(
-    sends: Sequence[PlanEntry], rails: Rails, *, verb: str, totals: Mapping[str, int] | None
+    sends: Sequence[PlanEntry], rails: Rails, *, past: str, totals: Mapping[str, int] | None
 ) -> None:
     """Refuse (RefusedError, exit 4) before anything is sent when the selection is too big.
 
@@ -165,7 +165,7 @@ def check_caps(
     """
     if rails.max_servers is not None and len(sends) > rails.max_servers:
         raise RefusedError(
-            f"{len(sends)} servers would be {verb}ped, more than --max-servers "
+            f"{len(sends)} servers would be {past}, more than --max-servers "
             f"{rails.max_servers}; nothing was sent"
         )
     if rails.max_percent is None:
@@ -179,5 +179,5 @@ def check_caps(
             share = 100 * count / max(total, count)
             raise RefusedError(
                 f"project {project}: {count} of its {total} servers ({share:.1f}%) would be "
-                f"{verb}ped, more than --max-percent {rails.max_percent:g}; nothing was sent"
+                f"{past}, more than --max-percent {rails.max_percent:g}; nothing was sent"
             )

@@ -93,7 +93,7 @@ class Report:
                 "http_status": dict(sorted(statuses.items())),
             },
             "projects": _per_project(self.servers),
-            "servers": [_server_dict(s) for s in self.servers],
+            "servers": [server_to_dict(s) for s in self.servers],
             **({"plan": {"digest": self.plan_digest}} if self.dry_run else {}),
         }
 
@@ -127,7 +127,7 @@ class Report:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise InputError(f"not a bulkstop report (schema {SCHEMA!r} expected)", source=source)
         try:
-            servers = tuple(_server_from(s) for s in data["servers"])
+            servers = tuple(server_from_dict(s) for s in data["servers"])
             return cls(
                 action=str(data["action"]),
                 dry_run=bool(data["dry_run"]),
@@ -153,7 +153,8 @@ def _per_project(servers: Iterable[ServerResult]) -> dict[str, Any]:
     }
 
 
-def _server_dict(s: ServerResult) -> dict[str, Any]:
+def server_to_dict(s: ServerResult) -> dict[str, Any]:
+    """One entry of the report's ``servers`` (and of the journal's outcome records)."""
     return {
         "id": s.id,
         "project_id": s.project_id,
@@ -168,7 +169,8 @@ def _server_dict(s: ServerResult) -> dict[str, Any]:
     }
 
 
-def _server_from(d: Mapping[str, Any]) -> ServerResult:
+def server_from_dict(d: Mapping[str, Any]) -> ServerResult:
+    """The inverse of :func:`server_to_dict`; KeyError/ValueError/TypeError if malformed."""
     error = d.get("error")
     return ServerResult(
         id=str(d["id"]),

@@ -110,7 +110,7 @@ async def run(
         totals = None
         if rails.max_percent is not None:
             totals = await engine.census(all_projects=request.selector.all_projects)
-        check_caps(plan.to_send, rails, verb=request.options.action.verb, totals=totals)
+        check_caps(plan.to_send, rails, past=request.options.action.past, totals=totals)
         if confirm is not None and plan.to_send and not await confirm(plan):
             raise RefusedError("not confirmed; nothing was sent")
     if journal is not None:

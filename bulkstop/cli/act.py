@@ -27,7 +27,7 @@ from ..report import Report, exit_code, render_summary
 from ..runner import RunRequest, run
 from ..selector import Selector
 from ..timespec import parse_deadline, utc_now
-from .options import action_options, default_report_path
+from .options import action_options, default_report_path, refuse_selection
 from .recovery import (
     RecordedCommand,
     Resumed,
@@ -209,26 +209,11 @@ def _selector_from_options(params: dict[str, Any]) -> tuple[Selector, tuple[str,
     return selector, projects
 
 
-#: Options that choose servers; a plan has already chosen them.
-_CRITERIA: Final = {
-    "tags": "--tag",
-    "any_tags": "--any-tag",
-    "exclude_tags": "--exclude-tag",
-    "ids_file": "--ids-file",
-    "only": "--only",
-    "select_all": "--all",
-    "projects": "--project",
-    "all_projects": "--all-projects",
-}
-
-
 def _selector_from_plan(
     action: Action, params: dict[str, Any], *, now: datetime
 ) -> tuple[Selector, tuple[str, ...]]:
     """Exactly the plan's servers, under its protections plus any --protect-tag given now."""
-    given = [flag for name, flag in _CRITERIA.items() if params[name]]
-    if given:
-        raise UsageError(f"--plan already says which servers and projects; drop {' '.join(given)}")
+    refuse_selection(params, source="--plan")
     plan = load_plan(params["plan_path"], max_age=params["plan_max_age"], now=now)
     if plan.action != action.verb:
         raise UsageError(f"{params['plan_path']} is a plan to {plan.action}, not to {action.verb}")

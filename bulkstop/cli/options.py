@@ -2,20 +2,54 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
 import click
 
 from ..calls import DEFAULT_MAX_ATTEMPTS
 from ..compute_http import DEFAULT_REQUEST_TIMEOUT
 from ..engine import DEFAULT_CONCURRENCY, DEFAULT_RATE, DEFAULT_WAIT_TIMEOUT
+from ..errors import UsageError
 from ..identifiers import validate_project_id, validate_tag
 from ..models import Action
 from ..rails import MIN_FINISHED_FOR_PERCENT, ErrorBudget
 from ..timespec import parse_duration, utc_now
 
 T = TypeVar("T")
+
+#: The options that choose servers (parameter name → flag). A plan, a report to undo and a
+#: journal to resume have chosen the servers already, so none of these may come with them.
+SELECTION_FLAGS: Final = {
+    "tags": "--tag",
+    "any_tags": "--any-tag",
+    "exclude_tags": "--exclude-tag",
+    "ids_file": "--ids-file",
+    "only": "--only",
+    "select_all": "--all",
+    "projects": "--project",
+    "all_projects": "--all-projects",
+    "plan_path": "--plan",
+    "from_report": "--from-report",
+}
+
+
+#: What each source of servers decides already, for the refusal message.
+_ALREADY_CHOSEN: Final = {
+    "--plan": "already says which servers and projects",
+    "--from-report": "already says which servers",
+    "--resume": "takes the servers and the journal from its journal",
+}
+
+
+def refuse_selection(
+    params: dict[str, Any], *, source: str, extra: Mapping[str, str] | None = None
+) -> None:
+    """UsageError naming every selection option (and ``extra`` one) given beside ``source``."""
+    flags = {**SELECTION_FLAGS, **(extra or {})}
+    given = [flag for name, flag in flags.items() if flag != source and params.get(name)]
+    if given:
+        raise UsageError(f"{source} {_ALREADY_CHOSEN[source]}; drop {' '.join(given)}")
 
 
 def default_report_path(action: Action) -> str:
@@ -177,7 +211,7 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
             click.option(
                 "--dry-run",
                 is_flag=True,
-                help=f"Resolve and check state; report what would be {verb}ped "
+                help=f"Resolve and check state; report what would be {action.past} "
                 "(outcome 'planned'); send nothing.",
             ),
             click.option(
@@ -191,14 +225,14 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
                 "--max-servers",
                 type=click.IntRange(min=0),
                 metavar="N",
-                help=f"Refuse (exit 4, nothing sent) if more than N servers would be {verb}ped.",
+                help=f"Refuse (exit 4, nothing sent) if more than N would be {action.past}.",
             ),
             click.option(
                 "--max-percent",
                 type=click.FloatRange(min=0, max=100),
                 metavar="P",
                 help=f"Refuse (exit 4, nothing sent) if more than P% of the servers of any "
-                f"project in scope would be {verb}ped (counts every server: one more listing).",
+                f"project in scope would be {action.past} (counts every server: one more listing).",
             ),
             click.option(
                 "--protect-tag",

@@ -21,30 +21,18 @@ from ..report import Report, read_report
 from ..resume import recorded_projects, resume_selector, undo_selector
 from ..runner import RunRequest
 from ..selector import Selector
-from .options import default_report_path
+from .options import SELECTION_FLAGS, default_report_path, refuse_selection
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Where :class:`RecordedCommand` keeps the command line in ``click.Context.meta``.
 _ARGV_KEY: Final = "bulkstop.argv"
 #: Options that choose servers: a resumed run takes its servers from the journal instead.
-_SELECTION: Final = {
-    "tags": "--tag",
-    "any_tags": "--any-tag",
-    "exclude_tags": "--exclude-tag",
-    "ids_file": "--ids-file",
-    "only": "--only",
-    "select_all": "--all",
-    "projects": "--project",
-    "all_projects": "--all-projects",
-    "plan_path": "--plan",
-    "from_report": "--from-report",
-}
 #: Options a resumed run never takes from the record: the selection, the journal itself, and
 #: the ones that must be chosen anew (confirmation, output, a dry run).
 _NOT_REPEATED: Final = frozenset(
     {
-        *_SELECTION,
+        *SELECTION_FLAGS,
         "protect_tags",
         "include_locked",
         "plan_max_age",
@@ -129,13 +117,9 @@ def resume_run(action: Action, params: dict[str, Any]) -> Resumed:
     action, or a record that cannot be re-read; InputError for a file that is not a journal.
     """
     path = str(params["resume"])
-    given = [flag for name, flag in _SELECTION.items() if params.get(name)]
-    given += [f"--{n.replace('_', '-')}" for n in ("dry_run", "journal_path") if params[n]]
-    if given:
-        raise UsageError(
-            f"--resume takes the servers and the journal from {path}; drop {' '.join(given)} "
-            f"(to see where the run stopped: bulkstop report {path})"
-        )
+    refuse_selection(
+        params, source="--resume", extra={"dry_run": "--dry-run", "journal_path": "--journal"}
+    )
     state = read_journal(path)
     if state.action is not action:
         raise UsageError(
@@ -184,9 +168,7 @@ def _recorded_options(state: JournalState, params: dict[str, Any]) -> dict[str, 
 def from_report(params: dict[str, Any]) -> tuple[Selector, tuple[str, ...]]:
     """``start --from-report``: the servers that stop run stopped (see :func:`undo_selector`)."""
     path = str(params["from_report"])
-    given = [flag for name, flag in _SELECTION.items() if name != "from_report" and params[name]]
-    if given:
-        raise UsageError(f"--from-report already says which servers; drop {' '.join(given)}")
+    refuse_selection(params, source="--from-report")
     return undo_selector(
         read_report(path),
         source=path,

@@ -115,16 +115,16 @@ class TestCaps:
 
     def test_max_servers(self) -> None:
         sends = [entry(n) for n in range(5)]
-        check_caps(sends, Rails(max_servers=5), verb="stop", totals=None)
+        check_caps(sends, Rails(max_servers=5), past="stopped", totals=None)
         with pytest.raises(RefusedError, match="5 servers would be stopped, more than"):
-            check_caps(sends, Rails(max_servers=4), verb="stop", totals=None)
+            check_caps(sends, Rails(max_servers=4), past="stopped", totals=None)
 
     def test_max_percent_per_project(self) -> None:
         sends = [entry(n, scope="p1") for n in range(3)] + [entry(9, scope="p2")]
         totals = {"p1": 10, "p2": 2}
-        check_caps(sends, Rails(max_percent=50), verb="stop", totals=totals)
+        check_caps(sends, Rails(max_percent=50), past="stopped", totals=totals)
         with pytest.raises(RefusedError, match=r"project p1: 3 of its 10 servers \(30.0%\)"):
-            check_caps(sends, Rails(max_percent=25), verb="stop", totals=totals)
+            check_caps(sends, Rails(max_percent=25), past="stopped", totals=totals)
 
 
 class TestTimes:

@@ -246,10 +246,13 @@ class Engine:
                     entries[server.id] = classify(
                         server, scope=scope, selector=selector, spec=self.options.spec, now=now
                     )
+        # With one project in scope, that is where an id without a project was looked for.
+        only_scope = self.scopes[0] if len(self.scopes) == 1 and not selector.all_projects else ""
         missing = tuple(
             ServerResult(
                 id=t.id,
-                project_id=t.project_id or "",
+                project_id=t.project_id or only_scope,
+                name=t.name,
                 outcome=Outcome.NOT_FOUND,
                 reason="not found in the projects in scope",
             )
@@ -413,13 +416,17 @@ class Engine:
             )
 
     def final_results(self, plan: Plan) -> tuple[ServerResult, ...]:
-        """Every server of the plan once: its result, or ``not_attempted`` if it has none yet."""
+        """Every server of the plan once: its result, or what is known of it if it has none yet
+        (``not_attempted`` when nothing was sent, ``failed`` when its request's fate is unknown).
+        """
         reason = self._halt or INTERRUPTED
         out: list[ServerResult] = [self.results.get(m.id, m) for m in plan.missing]
         for entry in plan.entries:
             sid = entry.server.id
             if sid in self.results:
                 out.append(self.results[sid])
+            elif entry.outcome is not None:  # needed no request: its outcome stands
+                out.append(_result(entry, entry.outcome, reason=entry.reason))
             elif sid in self._awaiting:
                 final_status = self.options.spec.final_status
                 out.append(

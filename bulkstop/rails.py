@@ -165,8 +165,8 @@ def check_caps(
     """
     if rails.max_servers is not None and len(sends) > rails.max_servers:
         raise RefusedError(
-            f"{len(sends)} servers would be {past}, more than --max-servers "
-            f"{rails.max_servers}; nothing was sent"
+            f"max-servers: {len(sends)} servers would be {past}, more than --max-servers "
+            f"{rails.max_servers}"
         )
     if rails.max_percent is None:
         return
@@ -178,6 +178,6 @@ def check_caps(
         if count * 100 > rails.max_percent * max(total, count):
             share = 100 * count / max(total, count)
             raise RefusedError(
-                f"project {project}: {count} of its {total} servers ({share:.1f}%) would be "
-                f"{past}, more than --max-percent {rails.max_percent:g}; nothing was sent"
+                f"max-percent: project {project}: {count} of its {total} servers "
+                f"({share:.1f}%) would be {past}, more than --max-percent {rails.max_percent:g}"
             )

@@ -105,14 +105,13 @@ async def run(
     plan = await engine.resolve(request.selector)
     if request.resume is not None:
         plan = adopt(plan, request.resume, options=request.options)
-    if not request.options.dry_run:
-        rails = request.options.rails
-        totals = None
-        if rails.max_percent is not None:
-            totals = await engine.census(all_projects=request.selector.all_projects)
-        check_caps(plan.to_send, rails, past=request.options.action.past, totals=totals)
-        if confirm is not None and plan.to_send and not await confirm(plan):
-            raise RefusedError("not confirmed; nothing was sent")
+    refusal = await _refusal(engine, plan, request, confirm)
+    if refusal is not None:
+        # A dry run still reports its plan, saying the real run would be refused (exit 4).
+        engine.halt(refusal)
+        if not request.options.dry_run:
+            _publish(engine, plan, request, started)
+            raise RefusedError(f"{refusal}; nothing was sent")
     if journal is not None:
         _open_journal(journal, engine, plan, request, started)
     execution = anyio.CancelScope()
@@ -133,14 +132,37 @@ async def run(
         # Synchronous on purpose: no cancellation (Ctrl-C's grace ending included) can cut the
         # report short between here and the rename that publishes it.
         try:
-            report = _report(engine, plan, request, started)
-            if request.resume is not None:
-                report = merge(report, request.resume)
-            if request.report_path is not None:
-                write_report(report, request.report_path)
+            report = _publish(engine, plan, request, started)
         finally:
             if journal is not None:
                 journal.close(halted_by=engine.halted)
+    return report
+
+
+async def _refusal(
+    engine: Engine, plan: Plan, request: RunRequest, confirm: Confirm | None
+) -> str | None:
+    """Why the run must not start (a cap; the operator said no), or None."""
+    rails = request.options.rails
+    totals = None
+    if rails.max_percent is not None:
+        totals = await engine.census(all_projects=request.selector.all_projects)
+    try:
+        check_caps(plan.to_send, rails, past=request.options.action.past, totals=totals)
+    except RefusedError as exc:
+        return str(exc)
+    if request.options.dry_run or confirm is None or not plan.to_send:
+        return None
+    return None if await confirm(plan) else "not confirmed"
+
+
+def _publish(engine: Engine, plan: Plan, request: RunRequest, started: datetime) -> Report:
+    """Build the report from what is known now, merge a resumed run's, and write it."""
+    report = _report(engine, plan, request, started)
+    if request.resume is not None:
+        report = merge(report, request.resume)
+    if request.report_path is not None:
+        write_report(report, request.report_path)
     return report
 
 

@@ -254,12 +254,23 @@ class TestExitCodes:
         mock = cloud(
             fleet=fleet(server("a"), server("b"), server("c"), server("off", vm_state="stopped"))
         )
-        result = bulkstop("stop", "--tag", TAG, "--yes", "--max-servers", str(cap))
+        result = bulkstop(
+            "stop", "--tag", TAG, "--yes", "--max-servers", str(cap), "--report", "r.json"
+        )
         assert result.exit_code == code, result.output
         if code == 4:
-            assert_one_line_error(result, 4, "3 servers would be stopped")
+            assert_one_line_error(result, 4, "max-servers: 3 servers would be stopped")
             assert "nothing was sent" in result.stderr
             assert actions(mock) == Counter()
+            # The refusal is on record: which rail, and every server's fate.
+            report = read_report("r.json")
+            assert report["halted_by"].startswith("max-servers: 3 servers would be stopped")
+            assert outcomes(report) == {
+                "a": "not_attempted",
+                "b": "not_attempted",
+                "c": "not_attempted",
+                "off": "already_stopped",
+            }
         else:
             assert sum(actions(mock).values()) == 3
 

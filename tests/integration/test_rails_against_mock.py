@@ -256,6 +256,21 @@ class TestCaps:
         assert accepted(mock) == {f"s{i}" for i in range(5)}
         assert exit_code(report) == EXIT_OK
 
+    async def test_refusal_is_on_record_and_a_dry_run_says_it_would_be_refused(
+        self, make_mock_cloud: MakeMock, stop: Stop, report_path: Path
+    ) -> None:
+        mock = await serve(make_mock_cloud, fleet(*(server(f"s{i}") for i in range(3))))
+        with pytest.raises(RefusedError):
+            await stop(mock, rails=Rails(max_servers=2))
+        refused = read_report(str(report_path))
+        assert refused.halted_by is not None and refused.halted_by.startswith("max-servers")
+        assert {s.outcome for s in refused.servers} == {Outcome.NOT_ATTEMPTED}
+        dry = await stop(mock, rails=Rails(max_servers=2), dry_run=True)
+        assert dry.halted_by == refused.halted_by
+        assert {s.outcome for s in dry.servers} == {Outcome.PLANNED}
+        assert exit_code(dry) == EXIT_REFUSED
+        assert no_action_sent(mock)
+
     async def test_max_percent_counts_every_server_of_each_project(
         self, make_mock_cloud: MakeMock, stop: Stop
     ) -> None:

@@ -116,6 +116,7 @@ class TestResolution:
         assert results[servers[0].id].outcome is Outcome.ACCEPTED
         assert results[servers[2].id].outcome is Outcome.ACCEPTED
         assert results[ghost].outcome is Outcome.NOT_FOUND
+        assert results[ghost].project_id == "p1"  # the one project it was looked for in
         assert servers[1].id not in results
         # Few ids: read with GETs, no listing.
         assert {c.kind for c in fake.calls} == {"get", "action"}

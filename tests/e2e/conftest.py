@@ -1,19 +1,20 @@
 """Fixtures of the end-to-end tests: the ``bulkstop`` command against a mock cloud.
 
-* ``cloud``: ``cloud(**MockConfig options)`` starts a :class:`MockCloud` served by its own event
-  loop in a background thread (so a synchronous CLI run can talk to it over loopback), points
-  a fresh ``clouds.yaml`` at it (``OS_CLOUD=mock``) and returns it. Its journal is read from the
-  test once the command has returned.
+* ``threaded_mock``: ``threaded_mock(MockConfig(...))`` starts a :class:`MockCloud` served by
+  its own event loop in a background thread (so a synchronous CLI run can talk to it over
+  loopback) and returns it; it is closed after the test. Its journal is read from the test once
+  the command has returned.
+* ``cloud``: ``cloud(**MockConfig options)`` starts such a mock, points the test's
+  ``clouds.yaml`` at it (``OS_CLOUD=mock``) and returns it. Configuration is isolated
+  (``isolated_openstack_env``): no ``OS_*`` variable of the machine, no user ``clouds.yaml``,
+  and the working directory is the test's ``tmp_path`` (reports land there).
 * ``bulkstop``: ``bulkstop("stop", "--tag", ...)`` runs the click command in-process with
   :class:`click.testing.CliRunner` and returns the result (exit code, stdout, stderr apart).
-* Configuration is isolated for every test: no ``OS_*`` variable of the machine, no user
-  ``clouds.yaml``, and the working directory is the test's ``tmp_path`` (reports land there).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,35 +59,35 @@ class ThreadedMock:
 
 
 @pytest.fixture
-def clouds_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """The only OpenStack configuration the test sees (empty until a mock is started)."""
-    for name in list(os.environ):
-        if name.startswith("OS_"):
-            monkeypatch.delenv(name)
-    path = tmp_path / "clouds.yaml"
-    path.write_text("clouds: {}\n")
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
-    monkeypatch.setenv("OS_CLIENT_SECURE_FILE", str(tmp_path / "secure.yaml"))
-    monkeypatch.chdir(tmp_path)
-    return path
-
-
-@pytest.fixture
-def cloud(monkeypatch: pytest.MonkeyPatch, clouds_yaml: Path) -> Iterator[Callable[..., MockCloud]]:
-    """``cloud(**MockConfig options)``: a running mock that ``OS_CLOUD=mock`` points at."""
+def threaded_mock() -> Iterator[Callable[[MockConfig], MockCloud]]:
+    """``threaded_mock(config)``: a mock served from a background thread (closed after the test)."""
     started: list[ThreadedMock] = []
 
-    def start(config: MockConfig | None = None, **options: Any) -> MockCloud:
-        served = ThreadedMock(config or MockConfig(**options))
+    def start(config: MockConfig) -> MockCloud:
+        served = ThreadedMock(config)
         started.append(served)
-        mock = served.start()
-        mock.write_clouds_yaml(clouds_yaml, cloud=CLOUD_NAME)
-        monkeypatch.setenv("OS_CLOUD", CLOUD_NAME)
-        return mock
+        return served.start()
 
     yield start
     for served in started:
         served.close()
+
+
+@pytest.fixture
+def cloud(
+    monkeypatch: pytest.MonkeyPatch,
+    isolated_openstack_env: Path,
+    threaded_mock: Callable[[MockConfig], MockCloud],
+) -> Callable[..., MockCloud]:
+    """``cloud(**MockConfig options)``: a running mock that ``OS_CLOUD=mock`` points at."""
+
+    def start(config: MockConfig | None = None, **options: Any) -> MockCloud:
+        mock = threaded_mock(config or MockConfig(**options))
+        mock.write_clouds_yaml(isolated_openstack_env, cloud=CLOUD_NAME)
+        monkeypatch.setenv("OS_CLOUD", CLOUD_NAME)
+        return mock
+
+    return start
 
 
 @pytest.fixture

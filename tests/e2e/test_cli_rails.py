@@ -9,12 +9,12 @@ Two ways of running the CLI against a real mock cloud on loopback:
   (``python -m bulkstop.mockcloud``), for the confirmation prompt: the only honest way to test
   "on a terminal without --yes".
 
-Fleets and the journal helpers come from ``tests/integration/test_rails_against_mock.py``.
+Fleets come from ``tests/fleets.py``; the protection fleet and the journal helpers are shared
+with ``tests/integration/test_rails_against_mock.py`` through ``tests/rails_helpers.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import dataclasses
 import json
@@ -22,9 +22,7 @@ import os
 import select
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,18 +30,17 @@ from typing import Any, Final
 
 import pytest
 from click.testing import CliRunner, Result
-from integration.test_rails_against_mock import (
+from fleets import TAG, fleet, server, sid
+from processes import PROCESS_TIMEOUT, StandaloneMock
+from rails_helpers import (
     PROTECTION_FLEET,
-    TAG,
+    RAILS_PROJECTS,
     accepted,
-    fleet,
-    server,
-    sid,
+    no_action_sent,
     stop_requests,
     stopped,
 )
 
-import bulkstop
 from bulkstop.cli import main
 from bulkstop.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from bulkstop.mockcloud import Faults, MockCloud, MockConfig, Trigger
@@ -51,10 +48,6 @@ from bulkstop.report import read_report, write_report
 from bulkstop.selector import PROTECT_TAG
 from bulkstop.timespec import utc_now
 
-#: The checkout root, so child processes import this bulkstop whether or not it is installed.
-SOURCE_ROOT: Final = str(Path(bulkstop.__file__).resolve().parent.parent)
-#: Seconds any child process or mock start-up may take on a loaded CI machine.
-PROCESS_TIMEOUT: Final = 30.0
 #: Seconds from an accepted stop to SHUTOFF in the mocks.
 DELAY: Final = 0.05
 #: What the confirmation question ends with.
@@ -64,44 +57,18 @@ PROMPT: Final = b"[y/N]: "
 # -- the in-process mock on its own thread --------------------------------------------------------
 
 
-class ThreadedMock:
-    """A :class:`MockCloud` serving from an event loop in a background thread.
+@pytest.fixture
+def serve(threaded_mock: Callable[[MockConfig], MockCloud]) -> Callable[..., MockCloud]:
+    """``serve(fleet_doc, **MockConfig fields)``: a running mock (closed after the test).
 
     The fleet may be read and changed from the test between two CLI runs (nothing is in flight
     then); the journal is read after a run has returned.
     """
 
-    def __init__(self, config: MockConfig) -> None:
-        self.mock = MockCloud(config)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self._call(self.mock.start())
-
-    def _call(self, coroutine: Any) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(PROCESS_TIMEOUT)
-
-    def close(self) -> None:
-        """Stop serving and end the thread."""
-        self._call(self.mock.aclose())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(PROCESS_TIMEOUT)
-        self._loop.close()
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., MockCloud]]:
-    """``serve(fleet_doc, **MockConfig fields)``: a running mock (closed after the test)."""
-    started: list[ThreadedMock] = []
-
     def make(doc: dict[str, Any], **config: Any) -> MockCloud:
-        threaded = ThreadedMock(MockConfig(fleet=doc, **{"transition_delay": DELAY, **config}))
-        started.append(threaded)
-        return threaded.mock
+        return threaded_mock(MockConfig(fleet=doc, **{"transition_delay": DELAY, **config}))
 
-    yield make
-    for threaded in started:
-        threaded.close()
+    return make
 
 
 # -- the CLI in-process ---------------------------------------------------------------------------
@@ -125,20 +92,12 @@ Bulkstop = Callable[..., Run]
 
 
 @pytest.fixture
-def bulkstop_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Bulkstop:
+def bulkstop_cli(isolated_openstack_env: Path, tmp_path: Path) -> Bulkstop:
     """``bulkstop_cli(mock, *args, admin=False)``: run the CLI in-process as the mock's member
     (or admin) on its first project, with ``--report`` in the temporary directory unless given.
 
     The machine's own ``OS_*`` variables and clouds.yaml are kept out.
     """
-    for name in list(os.environ):
-        if name.startswith("OS_"):
-            monkeypatch.delenv(name)
-    empty = tmp_path / "clouds.yaml"
-    empty.write_text("clouds: {}\n")
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("OS_CLIENT_SECURE_FILE", str(empty))
-    monkeypatch.chdir(tmp_path)
     runs = iter(range(1, 1000))
 
     def invoke(mock: MockCloud, *args: str, admin: bool = False) -> Run:
@@ -163,11 +122,6 @@ def everywhere(mock: MockCloud) -> list[str]:
     return [arg for p in mock.project_ids for arg in ("--project", p)]
 
 
-def no_action_sent(mock: MockCloud) -> bool:
-    """True when the cloud received no action request at all."""
-    return not [r for r in mock.requests if r.kind == "action"]
-
-
 def planned(run: Run) -> list[str]:
     """Names of the planned servers of a dry run, in the plan's order."""
     assert run.report is not None, run.stderr
@@ -180,6 +134,7 @@ def planned(run: Run) -> list[str]:
 CAPS_FLEET: Final = fleet(
     *(server(f"a{i}", tags=(TAG,) if i < 3 else ()) for i in range(4)),
     *(server(f"b{i}", "p1", tags=(TAG,) if i < 2 else ()) for i in range(4)),
+    projects=RAILS_PROJECTS,
 )
 
 
@@ -227,7 +182,7 @@ class TestProtectionWithAnIdFile:
         tmp_path: Path,
         admin: bool,
     ) -> None:
-        mock = serve(fleet(*(s for s, _, _ in PROTECTION_FLEET)))
+        mock = serve(fleet(*(s for s, _, _ in PROTECTION_FLEET), projects=RAILS_PROJECTS))
         ids = tmp_path / "ids.csv"
         with ids.open("w", newline="") as handle:
             writer = csv.writer(handle)
@@ -269,6 +224,7 @@ PLAN_FLEET: Final = fleet(
     server("n3", "p1"),
     server("n4", "p1"),
     server("n5", "p1"),
+    projects=RAILS_PROJECTS,
 )
 
 
@@ -403,7 +359,7 @@ class TestReport:
     def test_rails_and_halt_recorded(
         self, serve: Callable[..., MockCloud], bulkstop_cli: Bulkstop
     ) -> None:
-        doc = fleet(*(server(f"s{i}") for i in range(5)))
+        doc = fleet(*(server(f"s{i}") for i in range(5)), projects=RAILS_PROJECTS)
         forbidden = Trigger(servers={s["id"]: 9 for s in doc["servers"]})
         mock = serve(doc, faults=Faults(server_error=forbidden, error_status=403))
         before = utc_now()
@@ -451,79 +407,18 @@ CONFIRM_FLEET: Final = fleet(
     server("keep-1", "p1", tags=(TAG, PROTECT_TAG)),
     server("paused-1", "p1", vm_state="paused"),
     server("other-1", "p1", tags=()),
+    projects=RAILS_PROJECTS,
 )
 CONFIRM_TO_STOP: Final = {"web-1", "web-2", "web-3", "web-4", "db-1"}
 
 
-class Standalone:
-    """The mock cloud as its own process (``python -m bulkstop.mockcloud``)."""
-
-    def __init__(self, fleet_file: Path) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bulkstop.mockcloud",
-                "--fleet",
-                str(fleet_file),
-                "--transition-delay",
-                str(DELAY),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_env({}),
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert line, self.process.stderr.read() if self.process.stderr else ""
-        self.info: dict[str, Any] = json.loads(line)
-
-    def admin(self, method: str, path: str) -> Any:
-        """Call an admin endpoint (``/_mock/...``); the parsed JSON answer, if any."""
-        request = urllib.request.Request(self.info["base_url"] + path, method=method)
-        with urllib.request.urlopen(request, timeout=PROCESS_TIMEOUT) as answer:
-            body = answer.read()
-        return json.loads(body) if body else None
-
-    def requests(self) -> list[dict[str, Any]]:
-        """The journal, admin calls left out."""
-        return [r for r in self.admin("GET", "/_mock/requests")["requests"] if r["kind"] != "admin"]
-
-    def os_env(self) -> dict[str, str]:
-        """``OS_*`` for the member on the first project."""
-        info = self.info
-        return {
-            "OS_AUTH_URL": info["auth_url"],
-            "OS_REGION_NAME": info["region"],
-            "OS_INTERFACE": "public",
-            "OS_IDENTITY_API_VERSION": "3",
-            "OS_USERNAME": info["username"],
-            "OS_PASSWORD": info["password"],
-            "OS_USER_DOMAIN_NAME": info["user_domain"],
-            "OS_PROJECT_ID": info["project_ids"][0],
-            "OS_PROJECT_DOMAIN_NAME": info["user_domain"],
-        }
-
-    def close(self) -> None:
-        """Stop the process (SIGTERM; it exits cleanly)."""
-        self.process.terminate()
-        self.process.communicate(timeout=PROCESS_TIMEOUT)
-
-
-def child_env(extra: dict[str, str]) -> dict[str, str]:
-    """This environment without ``OS_*``, importing this checkout, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env["PYTHONPATH"] = os.pathsep.join([SOURCE_ROOT, os.environ.get("PYTHONPATH", "")])
-    return env | extra
-
-
 @pytest.fixture(scope="module")
-def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Standalone]:
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneMock]:
     """One standalone mock for the confirmation tests (each resets it)."""
-    fleet_file = tmp_path_factory.mktemp("standalone") / "fleet.json"
+    tmp = tmp_path_factory.mktemp("standalone")
+    fleet_file = tmp / "fleet.json"
     fleet_file.write_text(json.dumps(CONFIRM_FLEET))
-    mock = Standalone(fleet_file)
+    mock = StandaloneMock(tmp, "--fleet", str(fleet_file), "--transition-delay", str(DELAY))
     try:
         yield mock
     finally:
@@ -577,7 +472,7 @@ def _read_terminal(master: int, shown: bytearray, deadline: float, *, until: byt
 class TestConfirmation:
     """Without --yes: ask on a terminal (per-project counts and examples), refuse without one."""
 
-    def argv(self, standalone: Standalone, report: Path) -> list[str]:
+    def argv(self, standalone: StandaloneMock, report: Path) -> list[str]:
         projects = standalone.info["project_ids"][:2]
         return [
             sys.executable,
@@ -591,14 +486,10 @@ class TestConfirmation:
             str(report),
         ]
 
-    def stops(self, standalone: Standalone) -> set[str]:
+    def stops(self, standalone: StandaloneMock) -> set[str]:
         """Names of the servers that received an os-stop."""
         names = {s["id"]: s["name"] for s in CONFIRM_FLEET["servers"]}
-        return {
-            names[r["server_id"]]
-            for r in standalone.requests()
-            if r["kind"] == "action" and r["action"] == "os-stop"
-        }
+        return {names[r["server_id"]] for r in standalone.requests() if r["action"] == "os-stop"}
 
     @pytest.mark.parametrize(
         ("answer", "code", "sent"),
@@ -607,15 +498,15 @@ class TestConfirmation:
     )
     def test_asks_on_a_terminal(
         self,
-        standalone: Standalone,
+        standalone: StandaloneMock,
         tmp_path: Path,
         answer: bytes,
         code: int,
         sent: set[str],
     ) -> None:
-        standalone.admin("POST", "/_mock/reset")
-        env = child_env(standalone.os_env() | {"OS_CLIENT_CONFIG_FILE": os.devnull})
-        exit_status, shown = on_terminal(self.argv(standalone, tmp_path / "r.json"), env, answer)
+        standalone.reset()
+        argv = self.argv(standalone, tmp_path / "r.json")
+        exit_status, shown = on_terminal(argv, standalone.env, answer)
         p0, p1 = standalone.info["project_ids"][:2]
         expected = [
             "bulkstop will stop 5 of 8 matched:",
@@ -630,19 +521,18 @@ class TestConfirmation:
         if answer == b"n":
             assert "not confirmed; nothing was sent" in shown
 
-    def test_refuses_without_a_terminal(self, standalone: Standalone, tmp_path: Path) -> None:
-        standalone.admin("POST", "/_mock/reset")
-        env = child_env(standalone.os_env() | {"OS_CLIENT_CONFIG_FILE": os.devnull})
+    def test_refuses_without_a_terminal(self, standalone: StandaloneMock, tmp_path: Path) -> None:
+        standalone.reset()
         done = subprocess.run(
             self.argv(standalone, tmp_path / "r.json"),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            env=env,
+            env=standalone.env,
             timeout=PROCESS_TIMEOUT,
             check=False,
         )
         assert done.returncode == EXIT_USAGE, done.stderr
         assert "there is no terminal to ask on; pass --yes" in done.stderr
         # Refused before even authenticating: the cloud heard nothing at all.
-        assert standalone.requests() == []
+        assert standalone.requests(kind=None) == []

@@ -2,7 +2,8 @@
 
 The command runs in-process (click's CliRunner) against a mock cloud served from a background
 thread, configured only through ``clouds.yaml``/``OS_CLOUD``; the interruption tests run both
-the command and the mock as real processes and signal the command. Each test proves what was
+the command (configured by the mock's ``OS_*`` variables) and the mock as real processes and
+signal the command. Each test proves what was
 sent from the mock's request journal.
 
 Exit codes: 0 nothing failed; 1 a server failed or was not found; 2 bad usage or input (nothing
@@ -13,14 +14,9 @@ rail refused (nothing sent); 130 interrupted (the report is still complete).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,37 +25,17 @@ from typing import Any, Final
 
 import pytest
 from click.testing import Result
+from fleets import TAG, pid, server, sid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from processes import PROCESS_TIMEOUT, StandaloneMock, run_bulkstop, wait_for
 
-import bulkstop as bulkstop_package
 from bulkstop.identifiers import validate_server_id
 from bulkstop.mockcloud import Faults, MockCloud, Trigger
 from bulkstop.mockcloud.identity import AuthFailure, Identity
 
-TAG: Final = "nightly-stop"
-#: The checkout root, so child processes import this bulkstop whether or not it is installed.
-SOURCE_ROOT: Final = str(Path(bulkstop_package.__file__).resolve().parent.parent)
-#: Seconds a child process may take to start, to reach a condition, or to exit.
-PROCESS_TIMEOUT: Final = 30.0
-
 Cloud = Callable[..., MockCloud]
 Bulkstop = Callable[..., Result]
-
-
-def sid(name: str) -> str:
-    """The server id of a named test server (a stable UUID)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bulkstop-e2e:{name}"))
-
-
-def server(name: str, *, tags: tuple[str, ...] = (TAG,), **state: Any) -> dict[str, Any]:
-    """A fleet-document server in project ``p0``: active and tagged unless told otherwise."""
-    return {"id": sid(name), "name": name, "project": "p0", "tags": list(tags), **state}
-
-
-def fleet(*servers: dict[str, Any]) -> list[dict[str, Any]]:
-    """A fleet document."""
-    return list(servers)
 
 
 def actions(mock: MockCloud) -> Counter[str]:
@@ -112,12 +88,12 @@ class TestExitCodes:
         self, cloud: Cloud, bulkstop: Bulkstop
     ) -> None:
         mock = cloud(
-            fleet=fleet(
+            fleet=[
                 server("a"),
                 server("b"),
                 server("off", vm_state="stopped"),
                 server("other", tags=("env=prod",)),
-            )
+            ]
         )
         result = bulkstop("stop", "--tag", TAG, "--yes", "--report", "out.json")
         assert result.exit_code == 0, result.output
@@ -133,7 +109,7 @@ class TestExitCodes:
 
     def test_1_when_a_server_fails(self, cloud: Cloud, bulkstop: Bulkstop) -> None:
         mock = cloud(
-            fleet=fleet(server("fine"), server("broken")),
+            fleet=[server("fine"), server("broken")],
             faults=Faults(server_error=Trigger(servers={sid("broken"): 99})),
         )
         result = bulkstop(
@@ -148,7 +124,7 @@ class TestExitCodes:
     def test_1_when_a_listed_id_is_not_found(
         self, cloud: Cloud, bulkstop: Bulkstop, tmp_path: Path
     ) -> None:
-        mock = cloud(fleet=fleet(server("known")))
+        mock = cloud(fleet=[server("known")])
         ids = tmp_path / "ids.txt"
         ids.write_text(f"{sid('known')}\n{sid('ghost')}\n")
         result = bulkstop("stop", "--ids-file", str(ids), "--yes", "--report", "r.json")
@@ -161,24 +137,24 @@ class TestExitCodes:
         assert actions(mock) == Counter({sid("known"): 1})
 
     def test_2_without_yes_and_without_a_terminal(self, cloud: Cloud, bulkstop: Bulkstop) -> None:
-        mock = cloud(fleet=fleet(server("a")))
+        mock = cloud(fleet=[server("a")])
         result = bulkstop("stop", "--tag", TAG)
         assert_one_line_error(result, 2, "refusing to stop servers without confirmation")
         assert mock.requests == []  # refused before even authenticating
 
     def test_2_for_an_invalid_option_value(self, cloud: Cloud, bulkstop: Bulkstop) -> None:
-        mock = cloud(fleet=fleet(server("a")))
+        mock = cloud(fleet=[server("a")])
         result = bulkstop("stop", "--tag", "a/b", "--yes")
         assert result.exit_code == 2
         assert "not a tag" in result.stderr
         assert mock.requests == []
 
     def test_3_for_refused_credentials(
-        self, cloud: Cloud, bulkstop: Bulkstop, clouds_yaml: Path
+        self, cloud: Cloud, bulkstop: Bulkstop, isolated_openstack_env: Path
     ) -> None:
-        mock = cloud(fleet=fleet(server("a")))
-        text = clouds_yaml.read_text()
-        clouds_yaml.write_text(text.replace(mock.password, "not-the-password"))
+        mock = cloud(fleet=[server("a")])
+        clouds_yaml = isolated_openstack_env
+        clouds_yaml.write_text(clouds_yaml.read_text().replace(mock.password, "not-the-password"))
         result = bulkstop("stop", "--tag", TAG, "--yes")
         assert_one_line_error(result, 3, "Keystone refused the credentials")
         assert "not-the-password" not in result.output
@@ -186,9 +162,10 @@ class TestExitCodes:
         assert [r.status for r in mock.requests if r.method == "POST"] == [401]
 
     def test_3_for_an_unreachable_keystone(
-        self, cloud: Cloud, bulkstop: Bulkstop, clouds_yaml: Path
+        self, cloud: Cloud, bulkstop: Bulkstop, isolated_openstack_env: Path
     ) -> None:
-        mock = cloud(fleet=fleet(server("a")))
+        mock = cloud(fleet=[server("a")])
+        clouds_yaml = isolated_openstack_env
         port = closed_port()
         clouds_yaml.write_text(
             clouds_yaml.read_text().replace(mock.base_url, f"http://127.0.0.1:{port}")
@@ -198,7 +175,7 @@ class TestExitCodes:
         assert mock.requests == []
 
     def test_3_for_an_unreachable_compute_endpoint(self, cloud: Cloud, bulkstop: Bulkstop) -> None:
-        mock = cloud(fleet=fleet(server("a")))
+        mock = cloud(fleet=[server("a")])
         endpoint = f"http://127.0.0.1:{closed_port()}/v2.1/{{project_id}}"
         result = bulkstop(
             "stop", "--tag", TAG, "--yes", "--endpoint", endpoint, "--max-attempts", "1"
@@ -209,7 +186,7 @@ class TestExitCodes:
 
     def test_3_when_the_cloud_ignores_tags(self, cloud: Cloud, bulkstop: Bulkstop) -> None:
         # A legacy cloud serves 2.1 whatever we ask: tag filters ignored, no ``tags`` in records.
-        mock = cloud(fleet=fleet(server("a"), server("untagged", tags=())), legacy=True)
+        mock = cloud(fleet=[server("a"), server("untagged", tags=())], legacy=True)
         result = bulkstop("stop", "--tag", TAG, "--yes", "--report", "r.json")
         assert_one_line_error(result, 3, "the cloud returned server")
         assert "without its tags" in result.stderr
@@ -231,9 +208,7 @@ class TestExitCodes:
             return authenticate(identity, auth)
 
         monkeypatch.setattr(Identity, "_authenticate", first_only)
-        mock = cloud(
-            fleet=fleet(*(server(f"s{i}") for i in range(20))), faults=Faults(token_ttl=0.3)
-        )
+        mock = cloud(fleet=[server(f"s{i}") for i in range(20)], faults=Faults(token_ttl=0.3))
         try:
             result = bulkstop(
                 "stop", "--tag", TAG, "--yes", "--quiet", "--rate", "20", "--report", "r.json"
@@ -252,7 +227,7 @@ class TestExitCodes:
     ) -> None:
         # Four tagged servers, one already off: three would get a stop.
         mock = cloud(
-            fleet=fleet(server("a"), server("b"), server("c"), server("off", vm_state="stopped"))
+            fleet=[server("a"), server("b"), server("c"), server("off", vm_state="stopped")]
         )
         result = bulkstop(
             "stop", "--tag", TAG, "--yes", "--max-servers", str(cap), "--report", "r.json"
@@ -281,7 +256,7 @@ class TestOutput:
     def test_report_dash_writes_only_the_report_to_stdout(
         self, cloud: Cloud, bulkstop: Bulkstop, tmp_path: Path
     ) -> None:
-        cloud(fleet=fleet(server("a"), server("b")))
+        cloud(fleet=[server("a"), server("b")])
         result = bulkstop("stop", "--tag", TAG, "--yes", "--report", "-")
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
@@ -294,7 +269,7 @@ class TestOutput:
     def test_default_report_lands_in_the_working_directory(
         self, cloud: Cloud, bulkstop: Bulkstop, tmp_path: Path
     ) -> None:
-        cloud(fleet=fleet(server("a")))
+        cloud(fleet=[server("a")])
         result = bulkstop("stop", "--tag", TAG, "--yes")
         assert result.exit_code == 0, result.output
         (written,) = tmp_path.glob("bulkstop-report-*.json")
@@ -305,7 +280,7 @@ class TestOutput:
     def test_unwritable_report_path_refuses_before_sending(
         self, cloud: Cloud, bulkstop: Bulkstop, tmp_path: Path
     ) -> None:
-        mock = cloud(fleet=fleet(server("a"), server("b")))
+        mock = cloud(fleet=[server("a"), server("b")])
         journal, report = tmp_path / "run.journal.jsonl", tmp_path / "missing" / "r.json"
         try:
             result = bulkstop(
@@ -320,7 +295,7 @@ class TestOutput:
     def test_dry_run_reports_planned_and_sends_nothing(
         self, cloud: Cloud, bulkstop: Bulkstop
     ) -> None:
-        mock = cloud(fleet=fleet(server("a"), server("off", vm_state="stopped")))
+        mock = cloud(fleet=[server("a"), server("off", vm_state="stopped")])
         result = bulkstop("stop", "--tag", TAG, "--dry-run", "--report", "plan.json")
         assert result.exit_code == 0, result.output
         report = read_report("plan.json")
@@ -331,7 +306,7 @@ class TestOutput:
 
     @pytest.mark.parametrize("quiet", [False, True], ids=["progress", "quiet"])
     def test_quiet_prints_no_progress(self, cloud: Cloud, bulkstop: Bulkstop, quiet: bool) -> None:
-        cloud(fleet=fleet(server("a"), server("b"), server("c")))
+        cloud(fleet=[server("a"), server("b"), server("c")])
         flags = ("--quiet",) if quiet else ()
         result = bulkstop("stop", "--tag", TAG, "--yes", "--report", "r.json", *flags)
         assert result.exit_code == 0, result.output
@@ -377,7 +352,7 @@ class TestIdFiles:
         bad: str,
     ) -> None:
         good = [sid(f"s{i}") for i in range(before + after)]
-        mock = cloud(fleet=fleet(server("s"), *(server(f"s{i}") for i in range(before + after))))
+        mock = cloud(fleet=[server("s"), *(server(f"s{i}") for i in range(before + after))])
         ids = tmp_path / "ids.txt"
         ids.write_text("\n".join(["# to stop", *good[:before], bad, *good[before:]]) + "\n")
         result = bulkstop("stop", "--ids-file", str(ids), "--yes")
@@ -388,11 +363,11 @@ class TestIdFiles:
         self, cloud: Cloud, bulkstop: Bulkstop, tmp_path: Path
     ) -> None:
         mock = cloud(
-            fleet=fleet(
+            fleet=[
                 server("listed-tagged"),
                 server("listed-untagged", tags=("env=prod",)),
                 server("unlisted-tagged"),
-            )
+            ]
         )
         ids = tmp_path / "ids.txt"
         ids.write_text(f"{sid('listed-tagged')}\n{sid('listed-untagged')}\n")
@@ -407,8 +382,8 @@ class TestIdFiles:
         self, cloud: Cloud, bulkstop: Bulkstop, tmp_path: Path
     ) -> None:
         # Two projects; the credentials' own is the first, the file names the second.
-        mock = cloud(fleet=[server("mine"), {**server("theirs"), "project": "p1"}])
-        other = next(p.id for p in mock.projects if p.name == "p1")
+        mock = cloud(fleet=[server("mine"), server("theirs", "p1")])
+        other = pid(mock, "p1")
         ids = tmp_path / "ids.csv"
         ids.write_text(f"id,project_id\n{sid('theirs')},{other}\n")
         result = bulkstop("stop", "--ids-file", str(ids), "--yes", "--report", "r.json")
@@ -421,29 +396,6 @@ class TestIdFiles:
 
 
 # -- interruption, with real processes ---------------------------------------------------------
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment of a child process: no OS_* of the machine, this checkout importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (SOURCE_ROOT, env.get("PYTHONPATH")) if p)
-    return {**env, **extra}
-
-
-def mock_requests(base_url: str, kind: str | None = None) -> list[dict[str, Any]]:
-    """The standalone mock's journal, through its admin endpoint."""
-    query = f"?kind={kind}" if kind else ""
-    with urllib.request.urlopen(f"{base_url}/_mock/requests{query}", timeout=5) as answer:
-        records: list[dict[str, Any]] = json.load(answer)["requests"]
-    return records
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until it holds (fails the test after PROCESS_TIMEOUT)."""
-    deadline = time.monotonic() + PROCESS_TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -478,62 +430,17 @@ def interrupted(
     tmp = tmp_path_factory.mktemp(signum.name)
     fleet_file = tmp / "fleet.json"
     fleet_file.write_text(json.dumps([server(f"s{i:02d}") for i in range(SIGNAL_FLEET_SIZE)]))
-    mock = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bulkstop.mockcloud",
-            "--fleet",
-            str(fleet_file),
-            "--latency",
-            "0.01",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env(),
-    )
+    mock = StandaloneMock(tmp, "--fleet", str(fleet_file), "--latency", "0.01")
     try:
-        assert mock.stdout is not None
-        info = json.loads(mock.stdout.readline())
-        clouds_yaml = tmp / "clouds.yaml"
-        clouds_yaml.write_text(
-            json.dumps(
-                {
-                    "clouds": {
-                        "mock": {
-                            "auth": {
-                                "auth_url": info["auth_url"],
-                                "username": info["username"],
-                                "password": info["password"],
-                                "user_domain_name": info["user_domain"],
-                                "project_id": info["project_ids"][0],
-                            },
-                            "region_name": info["region"],
-                        }
-                    }
-                }
-            )
-        )
         report_path = tmp / "report.json"
-        command = [
+        run = mock.start(
             *("stop", "--all", "--yes", "--quiet", "--report", str(report_path)),
             *("--rate", SIGNAL_RATE, "--concurrency", SIGNAL_CONCURRENCY),
-        ]
-        run = subprocess.Popen(
-            [sys.executable, "-m", "bulkstop", *command],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
             cwd=tmp,
-            env=child_env(OS_CLIENT_CONFIG_FILE=str(clouds_yaml), OS_CLOUD="mock"),
         )
         try:
             wait_for(
-                lambda: (
-                    len(mock_requests(info["base_url"], "action")) >= STOPS_BEFORE_SIGNAL
-                    or run.poll() is not None
-                ),
+                lambda: len(mock.requests()) >= STOPS_BEFORE_SIGNAL or run.poll() is not None,
                 "the first stops",
             )
             signalled_at = time.time()
@@ -549,17 +456,12 @@ def interrupted(
             returncode=run.returncode,
             stderr=stderr,
             report=read_report(report_path) if report_path.exists() else {},
-            stops=mock_requests(info["base_url"], "action"),
+            stops=mock.requests(),
             signalled_at=signalled_at,
             exit_delay=exit_delay,
         )
     finally:
-        mock.send_signal(signal.SIGTERM)
-        try:
-            mock.communicate(timeout=PROCESS_TIMEOUT)  # also closes its pipes
-        except subprocess.TimeoutExpired:
-            mock.kill()
-            mock.communicate()
+        mock.close()
 
 
 class TestInterruption:
@@ -598,13 +500,6 @@ class TestInterruption:
 
 
 def test_python_m_bulkstop_is_the_command_line() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bulkstop", "stop", "--help"],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=PROCESS_TIMEOUT,
-        check=False,
-    )
+    result = run_bulkstop("stop", "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: bulkstop stop")

@@ -27,7 +27,8 @@ from typing import Any, Final
 
 import pytest
 from click.testing import Result
-from recovery_helpers import PROCESS_TIMEOUT, TAG, StandaloneMock, wait_for
+from fleets import TAG
+from processes import PROCESS_TIMEOUT, StandaloneMock, wait_for
 
 KILL_POINTS: Final = int(os.environ.get("BULKSTOP_KILL_POINTS", "8"))
 KILL_SEED: Final = int(os.environ.get("BULKSTOP_KILL_SEED", "20261128"))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Final
 
 import pytest
 from click.testing import CliRunner, Result
-from recovery_helpers import PROCESS_TIMEOUT, child_env
+from processes import run_bulkstop
 
 from bulkstop.cli import main
 from bulkstop.engine import Plan
@@ -191,14 +189,7 @@ def test_what_is_not_a_report_is_one_line_and_exit_2(
 
 
 def test_python_m_bulkstop_report(report_file: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bulkstop", "report", str(report_file), "--format", "csv"],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=PROCESS_TIMEOUT,
-        check=False,
-    )
+    result = run_bulkstop("report", str(report_file), "--format", "csv")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 1 + len(SERVERS)
 

@@ -6,6 +6,9 @@
   test that needs another fleet or faults; every mock it made is closed after the test.
 * ``mock_client``: ``await mock_client(mock, project_id=None, admin=False, version="2.26")``,
   a bare HTTP client holding a token of that project, for tests of the wire itself.
+* ``runner``: ``await runner(mock, RunRequest(...), ...)``, a run through the Python API
+  configured only by the mock's ``OS_*`` (see :class:`api_runner.Runner`);
+  ``report_path`` is where a test's run may write its report.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 import pytest
+from api_runner import Runner
 from multidict import CIMultiDict
 
 from bulkstop.mockcloud import MockCloud, MockConfig
@@ -46,6 +51,18 @@ async def make_mock_cloud() -> AsyncIterator[Callable[..., Awaitable[MockCloud]]
     yield make
     for mock in started:
         await mock.aclose()
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch, isolated_openstack_env: Path) -> Runner:
+    """Runs through the Python API; the machine's own ``OS_*`` and clouds.yaml are kept out."""
+    return Runner(monkeypatch)
+
+
+@pytest.fixture
+def report_path(tmp_path: Path) -> Path:
+    """Where a test's run writes its report."""
+    return tmp_path / "report.json"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

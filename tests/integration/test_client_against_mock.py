@@ -1,13 +1,12 @@
 """The real client (openstack.config + keystoneauth1 + aiohttp) against the mock cloud.
 
-Every test isolates the configuration: no ``OS_*`` variable of the machine leaks in, and
-``OS_CLIENT_CONFIG_FILE``/``OS_CLIENT_SECURE_FILE`` point at files in a temporary directory, so a
-developer's ``~/.config/openstack/clouds.yaml`` is never read.
+Every test isolates the configuration (``isolated_openstack_env``): no ``OS_*`` variable of the
+machine leaks in, and ``OS_CLIENT_CONFIG_FILE``/``OS_CLIENT_SECURE_FILE`` point at a file in a
+temporary directory, so a developer's ``~/.config/openstack/clouds.yaml`` is never read.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -39,20 +38,6 @@ class MockClock:
 
 
 @pytest.fixture
-def clouds_yaml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty clouds.yaml as the only configuration, and no OS_* variables."""
-    for name in list(os.environ):
-        if name.startswith("OS_"):
-            monkeypatch.delenv(name)
-    path = tmp_path / "clouds.yaml"
-    path.write_text("clouds: {}\n")
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
-    monkeypatch.setenv("OS_CLIENT_SECURE_FILE", str(path))
-    monkeypatch.chdir(tmp_path)
-    return path
-
-
-@pytest.fixture
 def mock_clock() -> MockClock:
     return MockClock()
 
@@ -69,7 +54,7 @@ UseEnv = Callable[[dict[str, str]], None]
 
 
 @pytest.fixture
-def use_env(monkeypatch: pytest.MonkeyPatch, clouds_yaml: Path) -> UseEnv:
+def use_env(monkeypatch: pytest.MonkeyPatch, isolated_openstack_env: Path) -> UseEnv:
     def apply(env: dict[str, str]) -> None:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -107,8 +92,8 @@ class TestConfiguration:
         finally:
             await compute.aclose()
 
-    async def test_clouds_yaml(self, mock: MockCloud, clouds_yaml: Path) -> None:
-        mock.write_clouds_yaml(clouds_yaml, cloud="mock", project_id=mock.project_ids[1])
+    async def test_clouds_yaml(self, mock: MockCloud, isolated_openstack_env: Path) -> None:
+        mock.write_clouds_yaml(isolated_openstack_env, cloud="mock", project_id=mock.project_ids[1])
         compute, scope = await connect(AuthSettings(os_cloud="mock"))
         try:
             assert scope == [mock.project_ids[1]]
@@ -118,10 +103,10 @@ class TestConfiguration:
             await compute.aclose()
 
     async def test_os_cloud_variable(
-        self, mock: MockCloud, clouds_yaml: Path, monkeypatch: pytest.MonkeyPatch
+        self, mock: MockCloud, isolated_openstack_env: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        mock.write_clouds_yaml(clouds_yaml, cloud="other")
-        with clouds_yaml.open("a") as extra:  # a second cloud, so the choice matters
+        mock.write_clouds_yaml(isolated_openstack_env, cloud="other")
+        with isolated_openstack_env.open("a") as extra:  # a second cloud, so the choice matters
             extra.write('  "broken":\n    auth:\n      auth_url: "http://127.0.0.1:9/v3"\n')
         monkeypatch.setenv("OS_CLOUD", "other")
         compute, scope = await connect(AuthSettings())
@@ -153,7 +138,7 @@ class TestConfiguration:
             await connect(AuthSettings())
         assert "secret-password" not in str(caught.value)
 
-    async def test_nothing_configured(self, clouds_yaml: Path) -> None:
+    async def test_nothing_configured(self, isolated_openstack_env: Path) -> None:
         with pytest.raises(ConfigError, match="OS_AUTH_URL"):
             await connect(AuthSettings())
 
@@ -260,7 +245,7 @@ class TestCompute:
 
 
 async def test_renew_after_token_ttl(
-    mock_clock: MockClock, use_env: UseEnv, clouds_yaml: Path
+    mock_clock: MockClock, use_env: UseEnv, isolated_openstack_env: Path
 ) -> None:
     """Tokens that stop working before ``expires_at`` (the mock's token_ttl fault)."""
     config = MockConfig(servers=4, projects=1, clock=mock_clock, faults=Faults(token_ttl=60.0))

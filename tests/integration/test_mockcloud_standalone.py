@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,25 +12,18 @@ from typing import Any, Final
 
 import aiohttp
 import pytest
+from processes import child_env
 
-import bulkstop
-
-#: The checkout root, so the child process imports this bulkstop whether or not it is installed.
-SOURCE_ROOT: Final = str(Path(bulkstop.__file__).resolve().parent.parent)
 STARTUP_TIMEOUT: Final = 20.0
 
 
 def start(*args: str) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([SOURCE_ROOT, os.environ.get("PYTHONPATH", "")]),
-    }
     return subprocess.Popen(
         [sys.executable, "-m", "bulkstop.mockcloud", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
+        env=child_env(),
     )
 
 

@@ -6,48 +6,47 @@ an in-process :class:`~bulkstop.mockcloud.MockCloud` serving an exact fleet. The
 what bulkstop believes; the mock's request journal is the witness that no stop went where a rail
 forbids it. The rails' pure logic is unit-tested in ``tests/unit/test_rails.py``; here only the
 server-side effect counts. The CLI's own rails (confirmation, plans, flags) are in
-``tests/e2e/test_cli_rails.py``.
+``tests/e2e/test_cli_rails.py``; the helpers both use are in ``tests/rails_helpers.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
-import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Protocol
 
 import pytest
+from api_runner import FAST_RETRY, Runner, run_options
+from fleets import TAG, TAGGED, fleet, pid, server, sid
+from rails_helpers import (
+    PROTECTION_FLEET,
+    RAILS_PROJECTS,
+    accepted,
+    names,
+    no_action_sent,
+    stop_requests,
+    stopped,
+)
 
-from bulkstop.auth import AuthSettings
-from bulkstop.backoff import Backoff
 from bulkstop.calls import RetryPolicy
-from bulkstop.compute_http import open_compute
-from bulkstop.engine import RunOptions
 from bulkstop.errors import EXIT_FAILURES, EXIT_OK, EXIT_REFUSED, RefusedError
 from bulkstop.idfile import IdEntry
-from bulkstop.mockcloud import Faults, MockCloud, MockConfig, RequestRecord, Trigger
+from bulkstop.mockcloud import Faults, MockCloud, MockConfig, Trigger
 from bulkstop.models import Outcome
 from bulkstop.rails import ErrorBudget, Rails
 from bulkstop.report import Report, exit_code, read_report
-from bulkstop.runner import RunRequest, run
+from bulkstop.runner import RunRequest
 from bulkstop.selector import PROTECT_TAG, Selector
 from bulkstop.timespec import format_time, utc_now
 
-TAG: Final = "nightly-stop"
-TAGGED: Final = Selector(tags=(TAG,))
-PROJECTS: Final = ("p0", "p1", "p2")
 WAVE: Final = "bulkstop:wave="
-EXEMPT: Final = "bulkstop:exempt-until="
 #: Seconds from an accepted stop to SHUTOFF in the mock (real time: waits stay short).
 DELAY: Final = 0.1
 #: Seconds between two status polls while waiting.
 POLL: Final = 0.02
-#: Real backoff shape, milliseconds instead of seconds.
-FAST_RETRY: Final = RetryPolicy(max_attempts=5, backoff=Backoff(base=0.01, cap=0.05))
 #: What the transport may add between our send and the mock's arrival stamp.
 IN_FLIGHT_SLACK: Final = 0.1
 
@@ -57,58 +56,12 @@ MakeMock = Callable[..., Awaitable[MockCloud]]
 # -- fleets -----------------------------------------------------------------------------------
 
 
-def sid(name: str) -> str:
-    """The id of a named test server (a stable UUID)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bulkstop-rails:{name}"))
-
-
-def server(
-    name: str, project: str = "p0", *, tags: Iterable[str] = (TAG,), **state: Any
-) -> dict[str, Any]:
-    """One fleet-document server: active and tagged unless told otherwise."""
-    return {"id": sid(name), "name": name, "project": project, "tags": list(tags), **state}
-
-
-def fleet(*servers: dict[str, Any]) -> dict[str, Any]:
-    """A fleet document over :data:`PROJECTS`, servers listed in the order given."""
-    projects = [{"id": uuid.uuid5(uuid.NAMESPACE_URL, p).hex, "name": p} for p in PROJECTS]
-    return {"projects": projects, "servers": list(servers)}
-
-
 def waved(name: str, project: str, wave: int | None) -> dict[str, Any]:
     """A tagged server in ``bulkstop:wave=<wave>`` (untagged for None)."""
     return server(name, project, tags=(TAG,) if wave is None else (TAG, f"{WAVE}{wave}"))
 
 
-def pid(mock: MockCloud, name: str) -> str:
-    """A project's id by name."""
-    return next(p.id for p in mock.projects if p.name == name)
-
-
-def names(mock: MockCloud, ids: Iterable[str | None]) -> list[str]:
-    """Server names for ids, in the given order."""
-    return [mock.servers[i].name for i in ids if i is not None]
-
-
 # -- what the journal proves ----------------------------------------------------------------------
-
-
-def stop_requests(mock: MockCloud) -> list[RequestRecord]:
-    """Every os-stop the cloud received, in order of arrival."""
-    return sorted(
-        (r for r in mock.requests if r.kind == "action" and r.action == "os-stop"),
-        key=lambda r: r.t,
-    )
-
-
-def stopped(mock: MockCloud) -> list[str]:
-    """Names of the servers that received an os-stop, first arrival first, each once."""
-    return list(dict.fromkeys(names(mock, (r.server_id for r in stop_requests(mock)))))
-
-
-def accepted(mock: MockCloud) -> set[str]:
-    """Names of the servers whose os-stop the cloud accepted."""
-    return set(names(mock, mock.accepted_stops()))
 
 
 def arrivals(mock: MockCloud, *server_names: str) -> list[float]:
@@ -145,7 +98,7 @@ def expected_canary(doc: dict[str, Any], count: int) -> list[str]:
     first = min(numbered) if numbered else None
     queues = [
         [s["name"] for s in doc["servers"] if s["project"] == p and wave(s) == first]
-        for p in PROJECTS
+        for p in RAILS_PROJECTS
     ]
     picked: list[str] = []
     for depth in range(max(map(len, queues))):
@@ -171,26 +124,12 @@ class Stop(Protocol):
 
 
 @pytest.fixture
-def report_path(tmp_path: Path) -> Path:
-    """Where :func:`stop` writes its report."""
-    return tmp_path / "report.json"
-
-
-@pytest.fixture
-def stop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, report_path: Path) -> Stop:
+def stop(runner: Runner, report_path: Path) -> Stop:
     """Run a stop through the Python API in every project of the mock, configured only by its
     ``OS_*`` (the machine's own ``OS_*`` and clouds.yaml are kept out). ``admin`` authenticates
     as the mock's admin user. ``rate`` defaults to unlimited, polls to :data:`POLL`.
     ``deadline_in`` sets the deadline that many seconds after authentication, so that a slow
     Keystone round trip cannot eat into it (the report's rails say when it was)."""
-    for name in list(os.environ):
-        if name.startswith("OS_"):
-            monkeypatch.delenv(name)
-    empty = tmp_path / "clouds.yaml"
-    empty.write_text("clouds: {}\n")
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("OS_CLIENT_SECURE_FILE", str(empty))
-    monkeypatch.chdir(tmp_path)
 
     async def go(
         mock: MockCloud,
@@ -200,32 +139,12 @@ def stop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, report_path: Path) -> 
         deadline_in: float | None = None,
         **options: Any,
     ) -> Report:
-        env = mock.os_env()
-        if admin:
-            env |= {"OS_USERNAME": mock.admin_username, "OS_PASSWORD": mock.admin_password}
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        settings = {"rate": 0.0, "retry": FAST_RETRY, "poll_interval": POLL, **options}
-        run_options = RunOptions(**settings)
-        compute, scopes = await open_compute(
-            AuthSettings(projects=tuple(mock.project_ids)),
-            request_timeout=5.0,
-            pool_size=run_options.concurrency,
+        request = RunRequest(
+            selector=selector,
+            options=run_options(**{"poll_interval": POLL, **options}),
+            report_path=str(report_path),
         )
-        if deadline_in is not None:
-            deadline = utc_now() + timedelta(seconds=deadline_in)
-            rails = dataclasses.replace(run_options.rails, deadline=deadline)
-            run_options = dataclasses.replace(run_options, rails=rails)
-        try:
-            return await run(
-                compute=compute,
-                scopes=scopes,
-                request=RunRequest(
-                    selector=selector, options=run_options, report_path=str(report_path)
-                ),
-            )
-        finally:
-            await compute.aclose()
+        return await runner(mock, request, admin=admin, deadline_in=deadline_in)
 
     return go
 
@@ -235,11 +154,6 @@ async def serve(make_mock_cloud: MakeMock, doc: dict[str, Any], **config: Any) -
     return await make_mock_cloud(MockConfig(fleet=doc, **{"transition_delay": DELAY, **config}))
 
 
-def no_action_sent(mock: MockCloud) -> bool:
-    """True when the cloud received no action request at all."""
-    return not [r for r in mock.requests if r.kind == "action"]
-
-
 # -- tests ----------------------------------------------------------------------------------------
 
 
@@ -247,7 +161,9 @@ class TestCaps:
     """--max-servers / --max-percent refuse before the first action; the journal stays clean."""
 
     async def test_max_servers(self, make_mock_cloud: MakeMock, stop: Stop) -> None:
-        mock = await serve(make_mock_cloud, fleet(*(server(f"s{i}") for i in range(5))))
+        mock = await serve(
+            make_mock_cloud, fleet(*(server(f"s{i}") for i in range(5)), projects=RAILS_PROJECTS)
+        )
         with pytest.raises(RefusedError, match="5 servers would be stopped, more than --max-ser"):
             await stop(mock, rails=Rails(max_servers=4))
         assert no_action_sent(mock)
@@ -259,7 +175,9 @@ class TestCaps:
     async def test_refusal_is_on_record_and_a_dry_run_says_it_would_be_refused(
         self, make_mock_cloud: MakeMock, stop: Stop, report_path: Path
     ) -> None:
-        mock = await serve(make_mock_cloud, fleet(*(server(f"s{i}") for i in range(3))))
+        mock = await serve(
+            make_mock_cloud, fleet(*(server(f"s{i}") for i in range(3)), projects=RAILS_PROJECTS)
+        )
         with pytest.raises(RefusedError):
             await stop(mock, rails=Rails(max_servers=2))
         refused = read_report(str(report_path))
@@ -277,6 +195,7 @@ class TestCaps:
         doc = fleet(
             *(server(f"a{i}", "p0", tags=(TAG,) if i < 2 else ()) for i in range(4)),
             *(server(f"b{i}", "p1", tags=(TAG,) if i < 3 else ()) for i in range(4)),
+            projects=RAILS_PROJECTS,
         )
         mock = await serve(make_mock_cloud, doc)
         with pytest.raises(RefusedError, match=f"project {pid(mock, 'p1')}: 3 of its 4 servers"):
@@ -287,32 +206,6 @@ class TestCaps:
         assert accepted(mock) == {"a0", "a1", "b0", "b1", "b2"}
 
 
-#: A fleet with every kind of protection, and two servers that may be stopped.
-PROTECTION_FLEET: Final = (
-    (server("plain"), Outcome.ACCEPTED, None),
-    (server("past", "p1", tags=(TAG, f"{EXEMPT}2000-01-01")), Outcome.ACCEPTED, None),
-    (server("protected", tags=(TAG, PROTECT_TAG)), Outcome.EXCLUDED, f"tag {PROTECT_TAG}"),
-    (server("kept", "p1", tags=(TAG, "keep-on")), Outcome.EXCLUDED, "tag keep-on"),
-    (server("excluded", "p2", tags=(TAG, "no-touch")), Outcome.EXCLUDED, "tag no-touch"),
-    (
-        server("future", "p1", tags=(TAG, f"{EXEMPT}2999-01-01")),
-        Outcome.EXCLUDED,
-        "exempt until 2999-01-02T00:00:00.000Z",
-    ),
-    (
-        server("future-hour", "p2", tags=(TAG, f"{EXEMPT}2999-01-01T06:00Z")),
-        Outcome.EXCLUDED,
-        "exempt until 2999-01-01T06:00:00.000Z",
-    ),
-    (
-        server("unreadable", tags=(TAG, f"{EXEMPT}soon")),
-        Outcome.EXCLUDED,
-        f"unreadable exemption tag '{EXEMPT}soon'",
-    ),
-    (server("locked", "p2", locked=True), Outcome.SKIPPED, "locked"),
-)
-
-
 class TestProtection:
     """Protected, exempt and locked servers get no request, however they were selected."""
 
@@ -320,7 +213,9 @@ class TestProtection:
     async def test_no_stop_reaches_a_protected_server(
         self, make_mock_cloud: MakeMock, stop: Stop, by: str
     ) -> None:
-        mock = await serve(make_mock_cloud, fleet(*(s for s, _, _ in PROTECTION_FLEET)))
+        mock = await serve(
+            make_mock_cloud, fleet(*(s for s, _, _ in PROTECTION_FLEET), projects=RAILS_PROJECTS)
+        )
         guards: dict[str, Any] = {"exclude_tags": ("no-touch",), "protect_tags": ("keep-on",)}
         if by == "tag":
             selector = Selector(tags=(TAG,), **guards)
@@ -346,7 +241,10 @@ class TestProtection:
         outcome: Outcome,
         code: int,
     ) -> None:
-        mock = await serve(make_mock_cloud, fleet(server("locked", locked=True), server("plain")))
+        mock = await serve(
+            make_mock_cloud,
+            fleet(server("locked", locked=True), server("plain"), projects=RAILS_PROJECTS),
+        )
         report = await stop(mock, Selector(tags=(TAG,), include_locked=True), admin=admin)
         to_locked = [r.status for r in stop_requests(mock) if r.server_id == sid("locked")]
         assert to_locked == [status]
@@ -366,6 +264,7 @@ CANARY_FLEET: Final = fleet(
     waved("b2", "p1", None),
     waved("c0", "p2", None),
     waved("c1", "p2", 1),
+    projects=RAILS_PROJECTS,
 )
 ALL_CANARY_FLEET: Final = {s["name"] for s in CANARY_FLEET["servers"]}
 
@@ -400,7 +299,8 @@ class TestCanary:
                 (server(f"{p}-{i}", p) for p in ("p0", "p1") for i in range(4)),
                 key=lambda s: s["id"],
                 reverse=True,
-            )
+            ),
+            projects=RAILS_PROJECTS,
         )
         mock = await serve(make_mock_cloud, doc)
         ids = tuple(IdEntry(id=s["id"], line=n) for n, s in enumerate(doc["servers"], 1))
@@ -438,7 +338,7 @@ class TestCircuitBreaker:
     """--max-errors: once more requests than allowed have failed, dispatch stops."""
 
     async def test_count(self, make_mock_cloud: MakeMock, stop: Stop) -> None:
-        doc = fleet(*(server(f"s{i}") for i in range(8)))
+        doc = fleet(*(server(f"s{i}") for i in range(8)), projects=RAILS_PROJECTS)
         forbidden = Trigger(servers={s["id"]: 9 for s in doc["servers"]})
         mock = await serve(
             make_mock_cloud, doc, faults=Faults(server_error=forbidden, error_status=403)
@@ -456,7 +356,7 @@ class TestCircuitBreaker:
     ) -> None:
         # Eight workers take a server each at once, then wait for their --rate turn (50 ms
         # apart): once the breaker trips, those still waiting must not go out.
-        doc = fleet(*(server(f"s{i}") for i in range(10)))
+        doc = fleet(*(server(f"s{i}") for i in range(10)), projects=RAILS_PROJECTS)
         forbidden = Trigger(servers={s["id"]: 9 for s in doc["servers"]})
         mock = await serve(
             make_mock_cloud, doc, faults=Faults(server_error=forbidden, error_status=403)
@@ -472,7 +372,7 @@ class TestCircuitBreaker:
     async def test_percent_waits_for_enough_finished_requests(
         self, make_mock_cloud: MakeMock, stop: Stop
     ) -> None:
-        doc = fleet(*(server(f"s{i:02d}") for i in range(24)))
+        doc = fleet(*(server(f"s{i:02d}") for i in range(24)), projects=RAILS_PROJECTS)
         first_five = Trigger(servers={s["id"]: 9 for s in doc["servers"][:5]})
         mock = await serve(
             make_mock_cloud, doc, faults=Faults(server_error=first_five, error_status=503)
@@ -507,7 +407,9 @@ class TestDeadline:
     async def test_no_stop_arrives_after_the_deadline(
         self, make_mock_cloud: MakeMock, stop: Stop, concurrency: int
     ) -> None:
-        mock = await serve(make_mock_cloud, fleet(*(server(f"s{i}") for i in range(6))))
+        mock = await serve(
+            make_mock_cloud, fleet(*(server(f"s{i}") for i in range(6)), projects=RAILS_PROJECTS)
+        )
         report = await stop(
             mock, rate=DEADLINE_RATE, concurrency=concurrency, deadline_in=DEADLINE_IN
         )
@@ -525,7 +427,7 @@ class TestDeadline:
     ) -> None:
         # The cloud admits 4 requests/s in bursts of 1: the listing passes, every stop sent at
         # once gets a 429 with Retry-After: 1, which ends after the deadline.
-        doc = fleet(*(server(f"s{i}") for i in range(3)))
+        doc = fleet(*(server(f"s{i}") for i in range(3)), projects=RAILS_PROJECTS)
         mock = await serve(make_mock_cloud, doc, faults=Faults(rate_limit=4, burst=1))
         report = await stop(mock, concurrency=3, deadline_in=0.5)
         late = [r for r in stop_requests(mock) if r.wall > deadline_of(report) + IN_FLIGHT_SLACK]
@@ -543,6 +445,7 @@ WAVE_FLEET: Final = fleet(
     waved("w2-b", "p1", 2),
     waved("u1", "p1", None),
     waved("w1-b", "p1", 1),
+    projects=RAILS_PROJECTS,
 )
 WAVES: Final = (("w1-a", "w1-b"), ("w2-a", "w2-b"), ("w10",), ("u0", "u1"))
 
@@ -572,6 +475,7 @@ class TestComposition:
             waved("w2-a", "p0", 2),
             waved("w2-b", "p1", 2),
             waved("u", "p2", None),
+            projects=RAILS_PROJECTS,
         )
         # Wave 1 is sent at once and is SHUTOFF 0.6 s later: the deadline falls in between.
         mock = await serve(make_mock_cloud, doc, transition_delay=0.6)
@@ -593,6 +497,7 @@ class TestComposition:
         doc = fleet(
             server("shield", "p0", tags=(TAG, f"{WAVE}1", PROTECT_TAG)),
             *CANARY_FLEET["servers"],
+            projects=RAILS_PROJECTS,
         )
         mock = await serve(make_mock_cloud, doc)
         report = await stop(mock, rails=Rails(canary=2))
@@ -607,7 +512,9 @@ class TestReportRecordsTheRails:
     async def test_every_rail_is_recorded(
         self, make_mock_cloud: MakeMock, stop: Stop, report_path: Path
     ) -> None:
-        mock = await serve(make_mock_cloud, fleet(server("a"), server("b", "p1")))
+        mock = await serve(
+            make_mock_cloud, fleet(server("a"), server("b", "p1"), projects=RAILS_PROJECTS)
+        )
         deadline = utc_now() + timedelta(minutes=5)
         rails = Rails(
             max_servers=10,
@@ -631,7 +538,7 @@ class TestReportRecordsTheRails:
     async def test_halting_rail_is_recorded(
         self, make_mock_cloud: MakeMock, stop: Stop, report_path: Path
     ) -> None:
-        doc = fleet(server("a"), server("b"), server("c"))
+        doc = fleet(server("a"), server("b"), server("c"), projects=RAILS_PROJECTS)
         mock = await serve(
             make_mock_cloud,
             doc,

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import anyio
 import pytest
-from recovery_helpers import TAG, Runner, actions, assert_each_once, planned, run_options
+from api_runner import Runner, run_options
+from fleets import TAGGED
+from recovery_helpers import actions, assert_each_once, planned
 
 from bulkstop.engine import Observer
 from bulkstop.journal import read_journal
@@ -24,15 +26,8 @@ from bulkstop.models import INTERRUPTED, Outcome, ServerResult
 from bulkstop.report import read_report
 from bulkstop.resume import resume_selector
 from bulkstop.runner import RunRequest
-from bulkstop.selector import Selector
 
 MakeMock = Callable[..., Awaitable[MockCloud]]
-TAGGED = Selector(tags=(TAG,))
-
-
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Runner:
-    return Runner(monkeypatch, tmp_path)
 
 
 class InterruptAfter(Observer):

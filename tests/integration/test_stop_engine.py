@@ -6,14 +6,13 @@ tokens → :class:`~bulkstop.compute_http.HttpCompute` over loopback sockets to 
 What happened is then proven twice: from the report, and from the mock's request journal (what
 the cloud actually received), which is the only witness that no stop went astray.
 
-Fleets are exact (a fleet document per test), so every expected outcome is a named server.
+Fleets are exact (a fleet document per test, see ``tests/fleets.py``), so every expected outcome
+is a named server.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -21,12 +20,11 @@ from typing import Any, Final, Protocol
 
 import anyio
 import pytest
+from api_runner import FAST_RETRY, REQUEST_TIMEOUT, Runner, run_options
+from fleets import TAG, TAGGED, fleet, pid, server, sid
 
-from bulkstop.auth import AuthSettings
-from bulkstop.backoff import Backoff
 from bulkstop.calls import RetryPolicy
-from bulkstop.compute_http import open_compute
-from bulkstop.engine import Observer, Plan, RunOptions
+from bulkstop.engine import Observer, Plan
 from bulkstop.errors import UnsafeCloudError
 from bulkstop.idfile import load_ids
 from bulkstop.mockcloud import Faults, MockCloud, Trigger
@@ -34,47 +32,10 @@ from bulkstop.mockcloud import compute as mock_compute
 from bulkstop.mockcloud.config import Flavour
 from bulkstop.models import Outcome, ServerResult
 from bulkstop.report import Report
-from bulkstop.runner import RunRequest, run
+from bulkstop.runner import RunRequest
 from bulkstop.selector import PROTECT_TAG, Selector
 
-TAG: Final = "nightly-stop"
-TAGGED: Final = Selector(tags=(TAG,))
-#: Real backoff shape, milliseconds instead of seconds: retries stay fast and deterministic.
-FAST_RETRY: Final = RetryPolicy(max_attempts=5, backoff=Backoff(base=0.01, cap=0.05))
-#: Seconds per request unless a test needs a short timeout.
-REQUEST_TIMEOUT: Final = 5.0
-
 MakeMock = Callable[..., Awaitable[MockCloud]]
-
-
-# -- fleets -----------------------------------------------------------------------------------
-
-
-def sid(name: str) -> str:
-    """The server id of a named test server (a stable UUID)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bulkstop-test:{name}"))
-
-
-def server(
-    name: str, project: str = "p0", *, tags: Iterable[str] = (TAG,), **state: Any
-) -> dict[str, Any]:
-    """One fleet-document server: active and tagged unless ``state``/``tags`` say otherwise."""
-    return {"id": sid(name), "name": name, "project": project, "tags": list(tags), **state}
-
-
-def fleet(*servers: dict[str, Any]) -> dict[str, Any]:
-    """A fleet document with projects ``p0`` and ``p1`` (``p1`` exists even if empty)."""
-    return {
-        "projects": [
-            {"id": uuid.uuid5(uuid.NAMESPACE_URL, p).hex, "name": p} for p in ("p0", "p1")
-        ],
-        "servers": list(servers),
-    }
-
-
-def pid(mock: MockCloud, name: str) -> str:
-    """A project's id by name."""
-    return next(p.id for p in mock.projects if p.name == name)
 
 
 # -- running a stop -----------------------------------------------------------------------------
@@ -96,25 +57,11 @@ class Stop(Protocol):
 
 
 @pytest.fixture
-def report_path(tmp_path: Path) -> Path:
-    """Where :func:`stop` writes its report."""
-    return tmp_path / "report.json"
-
-
-@pytest.fixture
-def stop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, report_path: Path) -> Stop:
+def stop(runner: Runner, report_path: Path) -> Stop:
     """Run ``bulkstop stop`` through the Python API, configured only by the mock's ``OS_*``.
 
     The machine's own ``OS_*`` variables and clouds.yaml are kept out.
     """
-    for name in list(os.environ):
-        if name.startswith("OS_"):
-            monkeypatch.delenv(name)
-    empty = tmp_path / "clouds.yaml"
-    empty.write_text("clouds: {}\n")
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("OS_CLIENT_SECURE_FILE", str(empty))
-    monkeypatch.chdir(tmp_path)
 
     async def go(
         mock: MockCloud,
@@ -125,27 +72,12 @@ def stop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, report_path: Path) -> 
         observer: Observer | None = None,
         **options: Any,
     ) -> Report:
-        for name, value in mock.os_env().items():
-            monkeypatch.setenv(name, value)
-        settings = {"rate": 0.0, "retry": FAST_RETRY, "poll_interval": 0.05, **options}
-        run_options = RunOptions(**settings)
-        scope = tuple(mock.project_ids if projects is None else projects)
-        compute, scopes = await open_compute(
-            AuthSettings(projects=scope),
-            request_timeout=request_timeout,
-            pool_size=run_options.concurrency,
+        request = RunRequest(
+            selector=selector, options=run_options(**options), report_path=str(report_path)
         )
-        try:
-            return await run(
-                compute=compute,
-                scopes=scopes,
-                request=RunRequest(
-                    selector=selector, options=run_options, report_path=str(report_path)
-                ),
-                observer=observer,
-            )
-        finally:
-            await compute.aclose()
+        return await runner(
+            mock, request, projects=projects, observer=observer, request_timeout=request_timeout
+        )
 
     return go
 

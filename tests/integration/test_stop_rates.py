@@ -11,23 +11,20 @@ the cloud enforces), speed at 90 % of R (the benchmark checks 95 %).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from typing import Any, Final
 
 import pytest
+from api_runner import Runner
 
-from bulkstop.auth import AuthSettings
-from bulkstop.compute_http import open_compute
 from bulkstop.engine import RunOptions
 from bulkstop.mockcloud import Faults, MockCloud, Trigger
 from bulkstop.mockcloud.journal import RequestRecord
 from bulkstop.models import Outcome
 from bulkstop.report import Report
-from bulkstop.runner import RunRequest, run
+from bulkstop.runner import RunRequest
 from bulkstop.selector import Selector
 
 RATE: Final = 20.0
@@ -51,29 +48,13 @@ def fleet(per_project: dict[str, int]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def stop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Awaitable[Report]]:
+def stop(runner: Runner) -> Callable[..., Awaitable[Report]]:
     """``await stop(mock, **RunOptions fields)``: a real-client run over every mock project,
     configured only by the mock's ``OS_*`` (the machine's configuration is kept out)."""
-    for name in list(os.environ):
-        if name.startswith("OS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "absent.yaml"))
-    monkeypatch.setenv("OS_CLIENT_SECURE_FILE", str(tmp_path / "absent.yaml"))
 
     async def go(mock: MockCloud, **options: Any) -> Report:
-        for name, value in mock.os_env().items():
-            monkeypatch.setenv(name, value)
-        run_options = RunOptions(**options)
-        compute, scopes = await open_compute(
-            AuthSettings(projects=tuple(mock.project_ids)),
-            request_timeout=5.0,
-            pool_size=run_options.concurrency,
-        )
-        try:
-            request = RunRequest(selector=Selector(tags=(TAG,)), options=run_options)
-            return await run(compute=compute, scopes=scopes, request=request)
-        finally:
-            await compute.aclose()
+        request = RunRequest(selector=Selector(tags=(TAG,)), options=RunOptions(**options))
+        return await runner(mock, request)
 
     return go
 

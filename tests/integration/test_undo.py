@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from recovery_helpers import TAG, Runner, actions, assert_each_once, run_options
+from api_runner import Runner, run_options
+from fleets import TAGGED
+from recovery_helpers import actions, assert_each_once
 
 from bulkstop.errors import InputError
 from bulkstop.journal import read_journal
@@ -21,22 +23,14 @@ from bulkstop.models import Action, Outcome
 from bulkstop.report import Report
 from bulkstop.resume import undo_selector
 from bulkstop.runner import RunRequest
-from bulkstop.selector import Selector
 
 MakeMock = Callable[..., Awaitable[MockCloud]]
-
-
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Runner:
-    return Runner(monkeypatch, tmp_path)
 
 
 async def stop_then_undo(
     runner: Runner, mock: MockCloud, tmp_path: Path, **undo_options: object
 ) -> tuple[Report, Report]:
-    stop = await runner(
-        mock, RunRequest(selector=Selector(tags=(TAG,)), options=run_options(wait=True))
-    )
+    stop = await runner(mock, RunRequest(selector=TAGGED, options=run_options(wait=True)))
     selector, projects = undo_selector(stop, source="stop.json")
     undo = await runner(
         mock,
@@ -71,7 +65,7 @@ async def test_a_server_started_meanwhile_is_already_started(
     runner: Runner, make_mock_cloud: MakeMock, tmp_path: Path
 ) -> None:
     mock = await make_mock_cloud(servers=30, projects=1, seed=3, transition_delay=0.0)
-    stop = await runner(mock, RunRequest(selector=Selector(tags=(TAG,)), options=run_options()))
+    stop = await runner(mock, RunRequest(selector=TAGGED, options=run_options()))
     first = next(s for s in stop.servers if s.outcome is Outcome.ACCEPTED)
     mock.servers[first.id].set_state("active")  # someone started it by hand meanwhile
     selector, projects = undo_selector(stop, source="stop.json")

@@ -6,9 +6,7 @@ does); the real keystoneauth path against the mock cloud is in the integration t
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 
 import anyio
 import pytest
@@ -346,49 +344,33 @@ def test_project_access_repr_hides_the_token() -> None:
     assert access.token not in repr(access)
 
 
-@pytest.fixture
-def no_cloud_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No OS_* variables and an empty clouds.yaml, whatever the machine has configured."""
-    for name in list(os.environ):
-        if name.startswith("OS_"):
-            monkeypatch.delenv(name)
-    empty = tmp_path / "clouds.yaml"
-    empty.write_text("clouds: {}\n")
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("OS_CLIENT_SECURE_FILE", str(empty))
-    return empty
-
-
+@pytest.mark.usefixtures("isolated_openstack_env")
 class TestLoad:
     """Configuration problems are ConfigError with a hint, found before any network call."""
 
-    def test_nothing_configured(self, no_cloud_config: Path) -> None:
+    def test_nothing_configured(self) -> None:
         with pytest.raises(ConfigError, match="OS_CLOUD") as caught:
             Keystone.load(AuthSettings())
         assert "OS_AUTH_URL" in str(caught.value)
         assert "auth_url" in str(caught.value)
 
-    def test_unknown_cloud(self, no_cloud_config: Path) -> None:
+    def test_unknown_cloud(self) -> None:
         with pytest.raises(ConfigError, match="nope"):
             Keystone.load(AuthSettings(os_cloud="nope"))
 
-    def test_unknown_auth_type(
-        self, no_cloud_config: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_unknown_auth_type(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("OS_AUTH_TYPE", "no-such-plugin")
         monkeypatch.setenv("OS_AUTH_URL", "http://127.0.0.1:9/v3")
         with pytest.raises(ConfigError, match="no-such-plugin"):
             Keystone.load(AuthSettings())
 
-    def test_missing_password(self, no_cloud_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_missing_password(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("OS_AUTH_URL", "http://127.0.0.1:9/v3")
         monkeypatch.setenv("OS_USERNAME", "alice")
         with pytest.raises(ConfigError, match="password"):
             Keystone.load(AuthSettings())
 
-    def test_tls_settings_follow_os_cacert(
-        self, no_cloud_config: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_tls_settings_follow_os_cacert(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("OS_AUTH_URL", "https://127.0.0.1:9/v3")
         monkeypatch.setenv("OS_USERNAME", "alice")
         monkeypatch.setenv("OS_PASSWORD", SECRET)

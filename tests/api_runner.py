@@ -1,0 +1,89 @@
+"""Runs through the Python API the way a user's run goes, against an in-process mock cloud.
+
+``OS_*`` variables → openstacksdk's loader → keystoneauth1 → :class:`~bulkstop.compute_http.
+HttpCompute` over loopback → :func:`bulkstop.runner.run`. The ``runner`` fixture (in
+``tests/integration/conftest.py``) gives a :class:`Runner` with the machine's own configuration
+kept out; :func:`run_options` gives the fast options most tests run with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, Final
+
+import pytest
+
+from bulkstop.auth import AuthSettings
+from bulkstop.backoff import Backoff
+from bulkstop.calls import RetryPolicy
+from bulkstop.compute_http import open_compute
+from bulkstop.engine import Observer, RunOptions
+from bulkstop.mockcloud import MockCloud
+from bulkstop.report import Report
+from bulkstop.runner import RunRequest, run
+from bulkstop.timespec import utc_now
+
+#: Real backoff shape, milliseconds instead of seconds: retries stay fast and deterministic.
+FAST_RETRY: Final = RetryPolicy(max_attempts=5, backoff=Backoff(base=0.01, cap=0.05))
+#: Unpaced, fast retries, fast polls: what most tests run with.
+FAST: Final = RunOptions(rate=0.0, retry=FAST_RETRY, poll_interval=0.05)
+#: Seconds per request unless a test needs a short timeout.
+REQUEST_TIMEOUT: Final = 5.0
+
+
+def run_options(**fields: Any) -> RunOptions:
+    """:data:`FAST` with some fields changed."""
+    return replace(FAST, **fields)
+
+
+class Runner:
+    """Runs requests against a mock, configured only by the mock's ``OS_*`` variables."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._monkeypatch = monkeypatch
+
+    async def __call__(
+        self,
+        mock: MockCloud,
+        request: RunRequest,
+        *,
+        projects: Iterable[str] | None = None,
+        observer: Observer | None = None,
+        handle_signals: bool = False,
+        admin: bool = False,
+        request_timeout: float = REQUEST_TIMEOUT,
+        deadline_in: float | None = None,
+    ) -> Report:
+        """Run ``request`` in ``projects`` (default: every project of the mock).
+
+        ``admin`` authenticates as the mock's admin user. ``deadline_in`` sets the rails'
+        deadline that many seconds after authentication, so that a slow Keystone round trip
+        cannot eat into it (the report's rails say when it was).
+        """
+        env = mock.os_env()
+        if admin:
+            env |= {"OS_USERNAME": mock.admin_username, "OS_PASSWORD": mock.admin_password}
+        for name, value in env.items():
+            self._monkeypatch.setenv(name, value)
+        scope = tuple(mock.project_ids if projects is None else projects)
+        compute, scopes = await open_compute(
+            AuthSettings(projects=scope),
+            request_timeout=request_timeout,
+            pool_size=request.options.concurrency,
+        )
+        if deadline_in is not None:
+            deadline = utc_now() + timedelta(seconds=deadline_in)
+            rails = replace(request.options.rails, deadline=deadline)
+            request = replace(request, options=replace(request.options, rails=rails))
+        try:
+            return await run(
+                compute=compute,
+                scopes=scopes,
+                request=request,
+                observer=observer,
+                handle_signals=handle_signals,
+            )
+        finally:
+            await compute.aclose()

@@ -575,8 +575,14 @@ class TestReport:
             ),
             faults=faults,
         )
+        # Two workers: a request retried after a token renewal waits one pacing slot at most,
+        # far less than the 0.3 s the renewed token lives (with 12 queued workers it could wait
+        # longer than that, and whether it did depended on timing).
         report = await stop(
-            mock, rate=20.0, retry=RetryPolicy(max_attempts=2, backoff=FAST_RETRY.backoff)
+            mock,
+            rate=20.0,
+            concurrency=2,
+            retry=RetryPolicy(max_attempts=2, backoff=FAST_RETRY.backoff),
         )
         text = await anyio.Path(report_path).read_text(encoding="utf-8")
         doc = json.loads(text)

@@ -7,7 +7,7 @@ import itertools
 import pytest
 from fakes import FakeClock
 
-from bulkstop.budget import MIN_RATE, RATE_HEADROOM, ProjectBudget
+from bulkstop.budget import MIN_RATE, PACE_TOLERANCE, RATE_HEADROOM, ProjectBudget
 
 pytestmark = pytest.mark.anyio
 
@@ -88,8 +88,39 @@ class TestSlowDown:
             await b.pace()
             sends.append(clock.now)
         gaps = [later - earlier for earlier, later in itertools.pairwise(sends)]
-        assert gaps == [pytest.approx(2.0)] * 2
+        assert gaps == [pytest.approx(2.0, abs=PACE_TOLERANCE)] * 2
 
     def test_negative_rate_is_refused(self) -> None:
         with pytest.raises(ValueError):
             ProjectBudget(rate=-1)
+
+
+class TestPacing:
+    """--rate R: calls on slots 1/(R x headroom) apart; late wake-ups are made up, not lost."""
+
+    @pytest.mark.parametrize("rate", [1.0, 50.0, 500.0])
+    async def test_late_wake_ups_cost_no_rate_and_no_window_exceeds_it(self, rate: float) -> None:
+        clock = FakeClock()
+
+        async def late_sleep(seconds: float) -> None:
+            await clock.sleep(seconds + 0.002)  # every wake-up 2 ms late, as on a busy loop
+
+        b = ProjectBudget(rate=rate, clock=clock, sleep=late_sleep)
+        sends = []
+        for _ in range(int(rate * 5)):
+            await b.pace()
+            sends.append(clock.now)
+        achieved = (len(sends) - 1) / (sends[-1] - sends[0])
+        assert achieved == pytest.approx(rate * RATE_HEADROOM, rel=0.01)
+        busiest = max(sum(start <= t < start + 1.0 for t in sends) for start in sends)
+        assert busiest <= rate
+
+    async def test_an_idle_spell_gives_no_burst(self) -> None:
+        clock = FakeClock()
+        b = budget(10, clock)
+        await b.pace()
+        clock.now += 60.0
+        first = clock.now
+        await b.pace()
+        await b.pace()
+        assert clock.now - first == pytest.approx(1 / (10 * RATE_HEADROOM) - PACE_TOLERANCE)

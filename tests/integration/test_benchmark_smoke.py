@@ -60,7 +60,7 @@ def test_throughput_stops_every_server_in_both_clients(results: dict[str, Any]) 
     (level,) = results["scenarios"]["throughput"]["levels"]
     for client in ("bulkstop", "bare"):
         figures = level[client]
-        assert figures["stops"] == level["servers"]
+        assert figures["stops"] == figures["servers_stopped"] == level["servers"]
         assert figures["stops_per_s"] > 0
         assert figures["window_s"] > 0
         assert figures["client_peak_rss_mb"] > 0
@@ -80,7 +80,8 @@ def test_throttling_storm_is_throttled_and_fails_nothing(results: dict[str, Any]
     storm = results["scenarios"]["throttling"]
     assert storm["throttled"] > 0
     assert storm["failures"] == 0
-    assert storm["run"]["stops"] == storm["projects"] * storm["servers_per_project"]
+    (run,) = storm["runs"]
+    assert run["stops"] == storm["projects"] * storm["servers_per_project"]
     assert storm["completion_s"] >= storm["ideal_s"] > 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import json
 import signal
 import sys
@@ -44,12 +45,17 @@ async def serve(config: MockConfig, *, out: TextIO | None = None) -> None:
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when it is installed (it serves faster), else asyncio's default."""
+    """uvloop's loop when it is installed (it serves faster), else asyncio's default.
+
+    Imported by name: uvloop is optional (the ``test`` extra brings it), and the type checker
+    must pass with or without it.
+    """
     try:
-        import uvloop
+        uvloop = importlib.import_module("uvloop")
     except ImportError:
         return None
-    return uvloop.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def run_standalone(config: MockConfig, *, out: TextIO | None = None) -> int:

@@ -430,7 +430,12 @@ class KeystoneTokens:
         cached = slot.cached
         if cached is not None and slot.lock.locked() and self._clock() < cached.usable_until:
             return cached.access  # another caller is renewing; the old token still works
-        return await self._replace(project_id, slot, cached.access.token if cached else None)
+        try:
+            return await self._replace(project_id, slot, cached.access.token if cached else None)
+        except CloudAccessError:
+            if cached is not None and self._clock() < cached.usable_until:
+                return cached.access  # renewing ahead of expiry failed: retry on a later call
+            raise
 
     async def _replace(self, project_id: str, slot: _Slot, seen: str | None) -> ProjectAccess:
         """Authenticate unless another caller replaced token ``seen`` (or failed) meanwhile."""

@@ -1,6 +1,7 @@
 """Per-project request budgets: ``--rate`` pacing, throttle holds and adaptive slow-down.
 
-Semantics of ``--rate N`` (N > 0): every compute API call of a project counts, and no sliding
+Semantics of ``--rate N`` (a whole number N > 0; the CLI takes no fractions, since no window can
+hold "1.5 calls"): every compute API call of a project counts, and no sliding
 one-second window ever holds more than N of them. Calls are paced *evenly*, on slots ``1/N'``
 seconds apart, ``N' = N x RATE_HEADROOM``, and never burst. A call may go up to
 ``PACE_TOLERANCE`` before its slot: an event loop wakes a sleeper a little late every time, and
@@ -72,7 +73,6 @@ class ProjectBudget:
         self._last_change = 0.0
         self._recent: collections.deque[float] = collections.deque()
         self.turn = anyio.Lock()
-        self.throttles = 0
 
     @property
     def paced(self) -> bool:
@@ -91,14 +91,23 @@ class ProjectBudget:
 
     async def pace(self) -> None:
         """Wait until the next call of this project may be sent. Call with ``turn`` held."""
-        await self.wait_open()
-        if self._effective is not None:
+        while True:
+            await self.wait_open()
+            if self._effective is None:
+                break
             delay = self._next_slot - PACE_TOLERANCE - self._clock()
-            if delay > 0:
-                await self._sleep(delay)
-            # After an idle spell the schedule restarts from now: no burst to catch up.
-            self._next_slot = max(self._next_slot, self._clock()) + 1 / self._effective
+            if delay <= 0:
+                # After an idle spell the schedule restarts from now: no burst to catch up.
+                self._next_slot = max(self._next_slot, self._clock()) + 1 / self._effective
+                break
+            # A throttle may arrive (and hold the gate, or slow the rate) while we sleep.
+            await self._sleep(delay)
         self.note_send()
+
+    @property
+    def is_open(self) -> bool:
+        """No ``Retry-After`` hold is in force."""
+        return self._hold_until <= self._clock()
 
     def note_send(self) -> None:
         """Record that a call is being sent now (used to estimate the rate when unlimited)."""
@@ -112,7 +121,6 @@ class ProjectBudget:
     def throttled(self, retry_after: float | None) -> None:
         """The cloud throttled a call: hold the gate and slow down."""
         now = self._clock()
-        self.throttles += 1
         if retry_after is not None and retry_after > 0:
             self._hold_until = max(self._hold_until, now + retry_after)
         # Halve at most once per second: a burst of 429s for calls already in flight is one signal.

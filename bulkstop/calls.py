@@ -154,7 +154,8 @@ class Gate:
                 return CallResult(
                     reply=reply, attempts=attempts, started=started, uncertain=uncertain
                 )
-            uncertain = uncertain or reply.status is None
+            # No answer, or a gateway/server error: the request may have been carried out.
+            uncertain = True
             failures += 1
             if failures >= self.policy.max_attempts:
                 return CallResult(
@@ -186,8 +187,13 @@ class Gate:
                     self._slots.release()
                     raise
         else:
-            await budget.wait_open()
-            await self._slots.acquire()
+            while True:
+                await budget.wait_open()
+                await self._slots.acquire()
+                if budget.is_open:
+                    break
+                # A throttle came in while we waited for the slot: honour its hold too.
+                self._slots.release()
             budget.note_send()
         try:
             if admit is not None and not admit():

@@ -219,8 +219,14 @@ class HttpCompute:
         session = self._session or self._open()
         headers = route.headers if data is None else route.post_headers
         try:
+            # No redirects: one gated call must be one request, and a POST is never re-sent.
             async with session.request(
-                method, URL(url, encoded=True), headers=headers, params=params, data=data
+                method,
+                URL(url, encoded=True),
+                headers=headers,
+                params=params,
+                data=data,
+                allow_redirects=False,
             ) as response:
                 payload = await response.read()
                 status = response.status

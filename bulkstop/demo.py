@@ -30,7 +30,7 @@ from .selector import Selector
 DEMO_SERVERS: Final = 3000
 DEMO_PROJECTS: Final = 3
 DEMO_TAG: Final = "nightly-stop"
-DEMO_RATE: Final = 200.0
+DEMO_RATE: Final = 200
 DEMO_CONCURRENCY: Final = 64
 DEMO_LATENCY: Final = 0.005
 DEMO_CLOUD: Final = "bulkstop-demo"
@@ -54,7 +54,7 @@ DEMO_CLOUD: Final = "bulkstop-demo"
 @click.option("--tag", default=DEMO_TAG, show_default=True, help="Stop the servers with it.")
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0),
+    type=click.IntRange(min=0),
     default=DEMO_RATE,
     show_default=True,
     help="Requests per second per project.",
@@ -80,7 +80,7 @@ def demo(
     servers: int,
     projects: int,
     tag: str,
-    rate: float,
+    rate: int,
     concurrency: int,
     seed: int,
     report_path: str,

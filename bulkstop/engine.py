@@ -36,6 +36,7 @@ from .cloud import ComputeAPI
 from .errors import (
     AuthError,
     BulkstopError,
+    CloudAccessError,
     EndpointError,
     InputError,
     RefusedError,
@@ -57,7 +58,7 @@ from .selector import Selector
 from .timespec import utc_now
 
 #: ``--rate``: compute API requests per second per project.
-DEFAULT_RATE: Final = 10.0
+DEFAULT_RATE: Final = 10
 #: ``--concurrency``: requests in flight overall.
 DEFAULT_CONCURRENCY: Final = 32
 #: ``--wait-timeout``: seconds to wait for each server to reach its final status.
@@ -187,6 +188,8 @@ class Engine:
         #: Requests still waiting for their slot or rate turn; a halt cancels their wait.
         self._queued: dict[str, anyio.CancelScope] = {}
         self._halt: str | None = None
+        #: A run-wide failure met while dispatching; raised once in-flight requests are done.
+        self._fatal: CloudAccessError | None = None
         self._answered = self._failures = 0
         deadline = options.rails.deadline
         #: The deadline on our monotonic clock (wall clocks can jump during a long run).
@@ -238,6 +241,8 @@ class Engine:
                     )
                 if ids is not None and server.id not in ids:
                     continue
+                if not selector.all_projects and server.project_id not in ("", scope):
+                    continue  # an admin's GET reaches other projects; --project is a boundary
                 seen.add(server.id)
                 if not selector.matches(server):
                     rechecked_out += 1
@@ -334,7 +339,8 @@ class Engine:
         counts: collections.Counter[str] = collections.Counter()
 
         async def count(scope: str) -> None:
-            for server in await self._list(scope, query):
+            unique = {s.id: s for s in await self._list(scope, query)}
+            for server in unique.values():
                 counts[server.project_id or scope] += 1
 
         with first_run_error():
@@ -346,6 +352,7 @@ class Engine:
     async def _list(self, scope: str, query: ListQuery) -> list[Server]:
         out: list[Server] = []
         marker: str | None = None
+        followed: set[str] = set()
         while True:
             res = await self.gate.call(scope, partial(self.compute.list_page, scope, query, marker))
             page = res.reply.body
@@ -354,8 +361,9 @@ class Engine:
             out.extend(page.servers)
             if page.next_marker is None:
                 return out
-            if page.next_marker == marker:
-                raise EndpointError(f"project {scope}: the listing's next link does not advance")
+            if page.next_marker in followed:
+                raise EndpointError(f"project {scope}: the listing's next links loop")
+            followed.add(page.next_marker)
             marker = page.next_marker
 
     # -- execution ----------------------------------------------------------------------------
@@ -396,6 +404,8 @@ class Engine:
             await self._run_batch(batch.entries, wait=self.options.wait or batch.canary)
             if batch.canary:
                 self._judge_canary(batch)
+        if self._fatal is not None:
+            raise self._fatal
         return self.final_results(plan)
 
     async def _run_batch(self, entries: Sequence[PlanEntry], *, wait: bool) -> None:
@@ -409,7 +419,12 @@ class Engine:
     def _judge_canary(self, batch: Batch) -> None:
         spec = self.options.spec
         good = (spec.finished, spec.already)
-        bad = [e for e in batch.entries if self.results[e.server.id].outcome not in good]
+        # A halt (deadline, Ctrl-C, max-errors) can leave canary servers without a result.
+        bad = [
+            e
+            for e in batch.entries
+            if (r := self.results.get(e.server.id)) is None or r.outcome not in good
+        ]
         if bad:
             self.halt(
                 f"canary: {len(bad)} of {len(batch.entries)} did not reach {spec.final_status}"
@@ -488,6 +503,8 @@ class Engine:
         if entry.server.id not in self._in_flight:  # asked again before a retry of a 429
             self._queued.pop(entry.server.id, None)
             self.observer.sending(entry)
+            if self._halt is not None:  # the journal could not record the intent
+                return False
             self._in_flight.add(entry.server.id)
         return True
 
@@ -521,6 +538,21 @@ class Engine:
         except NotAdmitted:
             # Nothing reached the cloud (at most throttled attempts): not attempted, not unknown.
             self._in_flight.discard(sid)
+        except CloudAccessError as exc:
+            # Run-wide (Keystone refused a renewal): halt, let the requests in flight finish,
+            # and raise once they have (see execute). This one's last answer was a 401.
+            self._fatal = self._fatal or exc
+            self.halt(f"{type(exc).__name__}: {exc}")
+            self._in_flight.discard(sid)
+            error = ErrorInfo(code="unauthorized", message=str(exc))
+            return _result(
+                entry,
+                Outcome.FAILED,
+                error=error,
+                reason="token renewal refused",
+                http_status=401,
+                attempts=1,
+            )
         finally:
             self._queued.pop(sid, None)
         return None

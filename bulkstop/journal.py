@@ -47,7 +47,7 @@ from .plan import PlanEntry
 
 # The report's per-server fields are the journal's outcome fields: one serialization for both.
 from .report import server_from_dict, server_to_dict
-from .timespec import format_time, utc_now
+from .timespec import format_time, parse_moment, utc_now
 
 SCHEMA: Final = "bulkstop/journal/v1"
 #: Longest time a record waits for ``fsync`` (it is in the OS page cache at once).
@@ -371,7 +371,7 @@ class _Reader:
         elif kind == "end":
             self.ended = True
             self.halted_by = record.get("halted_by")
-            self.finished_at = _parse_time(record["finished_at"])
+            self.finished_at = parse_moment(record["finished_at"])
         else:
             raise InputError(f"unknown journal record type {kind!r}", source=self.path, line=line)
         if kind != "end":
@@ -446,7 +446,7 @@ def _state(
             for t in header["targets"]
         )
         action = next(a for a in Action if a.verb == header["action"])
-        started_at = _parse_time(header["started_at"])
+        started_at = parse_moment(header["started_at"])
     except (KeyError, TypeError, ValueError, AttributeError, StopIteration) as exc:
         raise InputError(f"malformed journal header: {exc!r}", source=path, line=1) from None
     return JournalState(
@@ -469,7 +469,3 @@ def _state(
         unterminated=unterminated,
         torn=torn,
     )
-
-
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -49,6 +49,11 @@ def load_plan(path: str, *, max_age: timedelta, now: datetime) -> FrozenPlan:
         raise InputError("not a plan: write one with --dry-run --report PLAN", source=path)
     if stored != report.plan_digest:
         raise RefusedError(f"{path}: the plan was edited (digest mismatch); nothing was sent")
+    if report.halted_by is not None:
+        raise RefusedError(
+            f"{path}: this plan's dry run was refused ({report.halted_by}); make a plan that "
+            "passes the rails; nothing was sent"
+        )
     age = now - report.finished_at
     if age > max_age:
         raise RefusedError(

@@ -144,7 +144,8 @@ def batches(entries: Sequence[PlanEntry], *, canary: int = 0) -> list[Batch]:
 def _round_robin(entries: Sequence[PlanEntry], count: int) -> list[PlanEntry]:
     by_scope: dict[str, list[PlanEntry]] = {}
     for entry in entries:
-        by_scope.setdefault(entry.scope, []).append(entry)
+        # By the server's own project: with --all-projects every server has the same scope.
+        by_scope.setdefault(entry.server.project_id or entry.scope, []).append(entry)
     queues = list(by_scope.values())
     picked: list[PlanEntry] = []
     depth = 0

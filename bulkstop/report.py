@@ -39,7 +39,7 @@ from .errors import (
     UsageError,
 )
 from .models import INTERRUPTED, ErrorInfo, Outcome, ServerResult
-from .timespec import format_time
+from .timespec import format_time, parse_moment
 
 SCHEMA: Final = "bulkstop/report/v1"
 _dumps: Final = json.JSONEncoder().encode
@@ -105,7 +105,8 @@ class Report:
     @property
     def plan_digest(self) -> str:
         """SHA-256 over what a plan commits to: the action, when it was made, the planned
-        servers with their projects, and the scope and protections they were chosen under.
+        servers with their projects, the scope and protections they were chosen under, and
+        whether its dry run was refused by a rail.
 
         ``bulkstop stop --plan`` recomputes it and refuses a plan whose file was edited.
         """
@@ -122,6 +123,7 @@ class Report:
                 [*(selector.get("exclude_tags") or []), *(selector.get("protect_tags") or [])]
             ),
             "include_locked": bool(selector.get("include_locked")),
+            "halted_by": self.halted_by,
         }
         canonical = json.dumps(committed, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
@@ -136,8 +138,8 @@ class Report:
             return cls(
                 action=str(data["action"]),
                 dry_run=bool(data["dry_run"]),
-                started_at=_parse_time(data["started_at"]),
-                finished_at=_parse_time(data["finished_at"]),
+                started_at=parse_moment(data["started_at"]),
+                finished_at=parse_moment(data["finished_at"]),
                 servers=servers,
                 selector=dict(data.get("selector") or {}),
                 options=dict(data.get("options") or {}),
@@ -191,10 +193,6 @@ def server_from_dict(d: Mapping[str, Any]) -> ServerResult:
     )
 
 
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def exit_code(report: Report) -> int:
     """The CLI's exit code for a finished run: 130 interrupted, 4 halted by a safety rail,
     1 when a server is ``failed`` or ``not_found``, else 0."""
@@ -233,6 +231,8 @@ def check_writable(path: str) -> None:
     folder = Path(path).parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write the report {path}: {folder} is not a writable directory")
+    if Path(path).exists() and not Path(path).is_file():
+        raise UsageError(f"cannot write the report {path}: it exists and is not a file")
 
 
 def write_report(report: Report, path: str) -> None:

@@ -6,9 +6,10 @@ already have a final outcome: it re-resolves them **by id** (never by the origin
 may match other servers by now), under the original protections. Servers that were sent a
 request but have no outcome are re-read before anything is sent: if the cloud shows them
 stopped or stopping, the interrupted run's request went through and they are ``accepted``
-(``stopped`` with ``--wait`` once ``SHUTOFF``), not ``already_stopped``; otherwise they are sent
-again. The final report covers the whole run: the journal's outcomes plus the new ones, each
-server once, with the original ``started_at`` and selector.
+(``stopped`` with ``--wait`` when already ``SHUTOFF``; one still powering off stays
+``accepted``: the resumed run does not wait for it), not ``already_stopped``; otherwise they
+are sent again. The final report covers the whole run: the journal's outcomes plus the new
+ones, each server once, with the original ``started_at`` and selector.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ killed outright can be finished; with ``resume`` it finishes one (:mod:`bulkstop
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -129,13 +130,14 @@ async def run(
         engine.halt(f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        # Synchronous on purpose: no cancellation (Ctrl-C's grace ending included) can cut the
-        # report short between here and the rename that publishes it.
-        try:
-            report = _publish(engine, plan, request, started)
-        finally:
-            if journal is not None:
-                journal.close(halted_by=engine.halted)
+        # Synchronous on purpose, and deaf to further signals: neither a cancellation (Ctrl-C's
+        # grace ending included) nor a third Ctrl-C can cut the report or the journal short.
+        with _signals_ignored(handle_signals):
+            try:
+                report = _publish(engine, plan, request, started)
+            finally:
+                if journal is not None:
+                    journal.close(halted_by=engine.halted)
     return report
 
 
@@ -217,6 +219,20 @@ def _selection(request: RunRequest, plan: Plan) -> dict[str, Any]:
         "listed": plan.listed,
         "rechecked_out": plan.rechecked_out,
     }
+
+
+@contextlib.contextmanager
+def _signals_ignored(active: bool) -> Iterator[None]:
+    """Once the signal watcher is gone, SIGINT/SIGTERM would kill the report half-written."""
+    if not active:
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 async def _watch_signals(engine: Engine, execution: anyio.CancelScope, grace: float) -> None:

@@ -164,7 +164,7 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
             # how
             click.option(
                 "--rate",
-                type=click.FloatRange(min=0),
+                type=click.IntRange(min=0),
                 default=DEFAULT_RATE,
                 show_default=True,
                 help="Compute API requests per second per project (0 = no limit).",

@@ -224,9 +224,9 @@ class TestWriting:
         )
         report = await run(compute=fake, scopes=("p1",), request=request)
         assert report.halted_by is not None and "No space left" in report.halted_by
-        # The request whose intent could not be written was already on its way; no other.
-        assert len(stops(fake)) == 3
-        assert report.outcomes[Outcome.NOT_ATTEMPTED] == 3
+        # The request whose intent could not be written is not sent: nothing goes out unrecorded.
+        assert len(stops(fake)) == 2
+        assert report.outcomes[Outcome.NOT_ATTEMPTED] == 4
 
     async def test_a_halt_sends_none_of_the_requests_waiting_for_their_turn(
         self, tmp_path: Path

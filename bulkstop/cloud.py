@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .models import Action, ListQuery, Reply, ServerPage
+from .models import Action, ListQuery, Reply
 
 
 class ComputeAPI(Protocol):
@@ -46,10 +46,3 @@ class ComputeAPI(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
-
-
-def page_of(reply: Reply) -> ServerPage:
-    """The ServerPage of a successful listing reply (raises TypeError on misuse)."""
-    if not isinstance(reply.body, ServerPage):
-        raise TypeError("reply does not carry a server page")
-    return reply.body

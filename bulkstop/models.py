@@ -155,11 +155,6 @@ class ListQuery:
     all_tenants: bool = False
     limit: int | None = None
 
-    @property
-    def uses_tag_filters(self) -> bool:
-        """True when the cloud must honour 2.26 tag filters for the listing to be safe."""
-        return bool(self.tags or self.tags_any or self.not_tags or self.not_tags_any)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerResult:

@@ -209,7 +209,7 @@ def write_atomic(path: str | Path, text: str | Iterable[str]) -> None:
     A crash leaves either the old file or the new one, never half of one.
     """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             if isinstance(text, str):

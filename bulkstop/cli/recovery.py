@@ -27,7 +27,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Where :class:`RecordedCommand` keeps the command line in ``click.Context.meta``.
 _ARGV_KEY: Final = "bulkstop.argv"
-#: Options that choose servers: a resumed run takes its servers from the journal instead.
 #: Options a resumed run never takes from the record: the selection, the journal itself, and
 #: the ones that must be chosen anew (confirmation, output, a dry run).
 _NOT_REPEATED: Final = frozenset(

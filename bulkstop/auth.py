@@ -20,6 +20,7 @@ Three layers:
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,10 @@ def _package_version() -> str:
     except importlib.metadata.PackageNotFoundError:  # running from a source checkout
         return "0+unknown"
 
+
+# keystoneauth logs a warning on every discovery fallback and failure; bulkstop reports the
+# failure itself, in one line, so its log is kept quiet unless Python logging is configured.
+logging.getLogger("keystoneauth").setLevel(logging.ERROR)
 
 #: How bulkstop introduces itself to Keystone and to the compute API.
 USER_AGENT: Final = f"bulkstop/{_package_version()}"

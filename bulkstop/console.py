@@ -7,6 +7,7 @@ something the cloud or the input did.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, NoReturn, TypeVar
@@ -41,7 +42,12 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     except BulkstopError as exc:
         fail(exc)
     except KeyboardInterrupt:
-        click.echo("bulkstop: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        # Only reached before anything was sent (once dispatch starts, the runner owns SIGINT).
+        # A worker thread may still be blocked (the confirmation prompt, a Keystone call), and
+        # interpreter shutdown would wait for it: leave at once instead.
+        click.echo("bulkstop: interrupted; nothing was sent", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
     finally:
         gc.set_threshold(*previous)

@@ -155,11 +155,12 @@ class Journal(Observer):
         Raises UsageError if the file cannot be created; nothing has been sent then.
         """
         try:
+            _retire_finished(self.path)
             fd = os.open(self.path, _NEW_FLAGS, _MODE)
         except FileExistsError:
             raise UsageError(
-                f"journal {self.path} already exists: continue that run with --resume "
-                f"{self.path}, or choose another --journal"
+                f"journal {self.path} already exists and its run did not finish: continue it "
+                f"with --resume {self.path}, or choose another --journal"
             ) from None
         except OSError as exc:
             raise UsageError(f"cannot create journal {self.path}: {exc.strerror}") from None
@@ -469,3 +470,20 @@ def _state(
         unterminated=unterminated,
         torn=torn,
     )
+
+
+def _retire_finished(path: str) -> None:
+    """Move the journal of a run that ended out of the way (``<path>.<its end time>``).
+
+    A nightly job with a fixed ``--report`` reuses the journal's name every night; the journal
+    of a run that did not end is left alone (it can still be resumed).
+    """
+    if not os.path.exists(path):
+        return
+    try:
+        state = read_journal(path)
+    except InputError:
+        return  # not a journal we can read: the caller refuses to overwrite it
+    if state.ended and state.finished_at is not None:
+        stamp = state.finished_at.strftime("%Y%m%dT%H%M%SZ")
+        os.replace(path, f"{path}.{stamp}")

@@ -1,8 +1,9 @@
 """Progress on stderr: a live line on a terminal, a periodic status line otherwise.
 
 :class:`Progress` is an :class:`~bulkstop.engine.Observer`; the engine calls it for every
-finished server, so it only counts there and redraws at most every :data:`TTY_INTERVAL`
-seconds (or :data:`LOG_INTERVAL` when stderr is not a terminal).
+finished server, so it only counts there. It draws every :data:`TTY_INTERVAL` seconds (or
+:data:`LOG_INTERVAL` when stderr is not a terminal) from :meth:`Progress.ticker`, so a run
+that is waiting — throttled, slow, polling — still says where it is.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import collections
 import time
 from collections.abc import Callable
 from typing import Final, TextIO
+
+import anyio
 
 from .engine import Observer, Plan
 from .models import ServerResult
@@ -39,23 +42,41 @@ class Progress(Observer):
         self._interval = TTY_INTERVAL if interactive else LOG_INTERVAL
         self._counts: collections.Counter[str] = collections.Counter()
         self._total = 0
+        self._to_send = 0
         self._done = 0
+        self._answered = 0
+        self._planned = False
         self._started = clock()
         self._next_draw = self._started + self._interval
         self._drawn = False
 
     def planned(self, plan: Plan) -> None:
         self._total = len(plan.entries) + len(plan.missing)
+        self._to_send = len(plan.to_send)
         self._started = self._clock()
         self._next_draw = self._started + self._interval
+        self._planned = True
+        self._stream.write(f"{self._verb}: {self._total} selected, {self._to_send} to send\n")
+        self._stream.flush()
 
     def finished(self, result: ServerResult) -> None:
         self._done += 1
+        self._answered += result.attempts > 0
         self._counts[result.outcome.value] += 1
+        self.tick()
+
+    def tick(self) -> None:
+        """Draw if the interval has passed (called per result and by :meth:`ticker`)."""
         now = self._clock()
-        if now >= self._next_draw:
+        if self._planned and now >= self._next_draw:
             self._next_draw = now + self._interval
             self._draw(now)
+
+    async def ticker(self) -> None:
+        """Draw periodically until cancelled, even while no server finishes."""
+        while True:
+            await anyio.sleep(self._interval)
+            self.tick()
 
     def close(self) -> None:
         """Draw the final state and end the live line."""
@@ -68,11 +89,12 @@ class Progress(Observer):
     def line(self, now: float) -> str:
         """The status text at time ``now``."""
         elapsed = max(now - self._started, 1e-9)
-        rate = self._done / elapsed
-        parts = [f"{self._verb}: {self._done}/{self._total}", f"{rate:.0f}/s"]
+        # Servers that needed no request finish at once: only requests say how fast it goes.
+        rate = self._answered / elapsed
+        parts = [f"{self._verb}: {self._done}/{self._total}", f"{rate:.0f} answered/s"]
         parts.extend(f"{k} {v}" for k, v in sorted(self._counts.items()))
-        left = self._total - self._done
-        if left and rate > 0:
+        left = self._to_send - self._answered
+        if left > 0 and rate > 0:
             parts.append(f"ETA {_duration(left / rate)}")
         return " · ".join(parts)
 

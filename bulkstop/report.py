@@ -208,7 +208,8 @@ def write_atomic(path: str | Path, text: str | Iterable[str]) -> None:
 
     A crash leaves either the old file or the new one, never half of one.
     """
-    target = Path(path)
+    # Through a symlink, replace what it points to, never the link itself.
+    target = Path(os.path.realpath(path))
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

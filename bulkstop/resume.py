@@ -32,6 +32,15 @@ from .selector import Selector
 UNDONE_OUTCOMES: Final = frozenset({Outcome.ACCEPTED, Outcome.STOPPED})
 
 
+def stopped_by_run(result: ServerResult) -> bool:
+    """This run's stop reached the server: accepted or stopped, or accepted (2xx) and then
+    failed while waiting for SHUTOFF — an undo must start those too."""
+    if result.outcome in UNDONE_OUTCOMES:
+        return True
+    status = result.http_status
+    return result.outcome is Outcome.FAILED and status is not None and 200 <= status < 300
+
+
 def resume_selector(
     state: JournalState, *, protect_tags: tuple[str, ...] = (), include_locked: bool = False
 ) -> Selector:
@@ -160,7 +169,7 @@ def undo_selector(
     if report.action != Action.STOP.verb or report.dry_run:
         kind = "dry-run" if report.dry_run else report.action
         raise InputError(f"a {kind} report: only a stop run can be undone", source=source)
-    stopped = [s for s in report.servers if s.outcome in UNDONE_OUTCOMES]
+    stopped = [s for s in report.servers if stopped_by_run(s)]
     all_projects = bool(report.selector.get("all_projects"))
     selector = Selector(
         ids=tuple(

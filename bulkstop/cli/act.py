@@ -9,6 +9,7 @@ import sys
 from datetime import datetime
 from typing import Any, Final
 
+import anyio
 import anyio.to_thread
 import click
 
@@ -16,7 +17,7 @@ from ..auth import AuthSettings
 from ..calls import RetryPolicy
 from ..compute_http import open_compute
 from ..console import fail, run_async
-from ..engine import Plan, RunOptions
+from ..engine import Plan, RunOptions, first_run_error
 from ..errors import BulkstopError, UsageError
 from ..idfile import IdEntry, load_ids
 from ..models import Action
@@ -240,14 +241,20 @@ async def _execute(
             stream=sys.stderr, interactive=sys.stderr.isatty(), verb=request.options.action.verb
         )
     try:
-        return await run(
-            compute=compute,
-            scopes=scopes,
-            request=request,
-            observer=progress,
-            confirm=functools.partial(_confirm, request) if ask else None,
-            handle_signals=True,
-        )
+        with first_run_error():
+            async with anyio.create_task_group() as tg:
+                if progress is not None:
+                    tg.start_soon(progress.ticker)
+                report = await run(
+                    compute=compute,
+                    scopes=scopes,
+                    request=request,
+                    observer=progress,
+                    confirm=functools.partial(_confirm, request) if ask else None,
+                    handle_signals=True,
+                )
+                tg.cancel_scope.cancel()
+        return report
     finally:
         if progress is not None:
             progress.close()

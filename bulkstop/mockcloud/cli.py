@@ -277,6 +277,16 @@ def mock_cloud(ctx: click.Context, /, **options: Any) -> None:
     cleanly on SIGINT/SIGTERM.
     """
     try:
-        ctx.exit(run_standalone(build_config(ctx, options)))
+        config = build_config(ctx, options)
     except (InputError, ValueError) as exc:
         raise click.UsageError(str(exc)) from exc
+    except (TypeError, KeyError) as exc:  # a fleet or faults file of the wrong shape
+        raise click.UsageError(f"malformed fleet or faults file: {exc!r}") from exc
+    try:
+        ctx.exit(run_standalone(config))
+    except (InputError, ValueError) as exc:  # the fleet is read when the cloud starts
+        raise click.UsageError(str(exc)) from exc
+    except OSError as exc:  # the port is taken, the address is not ours, ...
+        raise click.ClickException(
+            f"cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}"
+        ) from exc

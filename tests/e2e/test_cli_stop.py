@@ -311,9 +311,10 @@ class TestOutput:
         result = bulkstop("stop", "--tag", TAG, "--yes", "--report", "r.json", *flags)
         assert result.exit_code == 0, result.output
         progress = [line for line in result.stderr.splitlines() if line.startswith("stop: ")]
-        assert len(progress) == (0 if quiet else 1)
+        assert len(progress) == (0 if quiet else 2)
         if not quiet:
-            assert progress[0].startswith("stop: 3/3 · ")
+            assert progress[0] == "stop: 3 selected, 3 to send"
+            assert progress[-1].startswith("stop: 3/3 · ")
         assert "bulkstop stop: 3 selected" in result.stderr  # the summary is not progress
 
 

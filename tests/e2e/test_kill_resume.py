@@ -249,10 +249,20 @@ class TestCommandLine:
         assert self.stop(mock, "--report", str(report)).exit_code == 0
         journal = tmp_path / "out" / "night.journal.jsonl"
         assert json.loads(journal.read_text().splitlines()[0])["report_path"] == str(report)
+        first = journal.read_text()
+        mock.reset()
+        # The run ended: a nightly job reusing the name moves that journal aside, keeping it.
+        assert self.stop(mock, "--report", str(report)).exit_code == 0
+        (kept,) = [p for p in journal.parent.iterdir() if p.name.startswith(journal.name + ".")]
+        assert kept.read_text() == first
+        assert journal.read_text() != first
+        # A journal whose run did not end (killed) is never moved: it can still be resumed.
+        lines = journal.read_text().splitlines(keepends=True)
+        journal.write_text("".join(lines[:-1]))
         mock.reset()
         again = self.stop(mock, "--report", str(report))
         assert again.exit_code == 2
-        assert f"journal {journal} already exists" in again.stderr
+        assert f"journal {journal} already exists and its run did not finish" in again.stderr
         assert mock.requests() == []
 
     def test_resume_repeats_the_recorded_options_unless_given_again(

@@ -285,6 +285,8 @@ def render_summary(report: Report) -> str:
     took = (report.finished_at - report.started_at).total_seconds()
     title = f"bulkstop {verb}{' (dry run)' if report.dry_run else ''}"
     lines = [f"{title}: {len(report.servers)} selected in {took:.1f}s"]
+    if not report.servers:
+        lines.append("  nothing matched: check the tags, the ID file and the projects in scope")
     counts = report.outcomes
     for outcome in Outcome:
         if counts.get(outcome.value):

@@ -61,7 +61,7 @@ def stop(**params: Any) -> None:
       bulkstop stop --tag maint=2026-11-28 --wait --yes
       # nightly cost saving from cron, never more than 500, report kept
       bulkstop stop --tag nightly-stop --exclude-tag keep-on --max-servers 500 \\
-          --yes --quiet --report /var/log/bulkstop/$(date +%F).json
+          --yes --quiet --report /var/log/bulkstop/$(date +%F).json  # in crontab: \\%F
       # evacuation: exactly these servers, in two projects
       bulkstop stop --ids-file evacuate.csv --project 1f2e... --project 9a8b... --yes
     """

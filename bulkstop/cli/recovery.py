@@ -95,6 +95,14 @@ def resume_hint(request: RunRequest, report: Report) -> str | None:
     ):
         return None
     path, verb = request.journal_path, request.options.action.verb
+    halted = report.halted_by or ""
+    if halted.startswith(("canary", "max-errors")):
+        # The rail fired for a reason: finishing blindly would walk past it.
+        return (
+            f"journal: {path}\n{halted.split(':')[0]} halted the run: look at the failures "
+            f"first (bulkstop report {request.report_path}); then, if it is safe, finish with: "
+            f"bulkstop {verb} --resume {path}"
+        )
     return f"journal: {path}\nto finish: bulkstop {verb} --resume {path}"
 
 

@@ -47,7 +47,7 @@ CSV_COLUMNS: Final = (
 def report(path: str, fmt: str) -> None:
     """Show what a run did: outcomes, per project, the most common errors, the slowest requests.
 
-    A journal (``*.journal.jsonl``) reads as the report its run implies, even when the run was
+    A journal (*.journal.jsonl) reads as the report its run implies, even when the run was
     killed before writing one: servers sent a request without an outcome show as failed
     (state unknown: resume to find out), the rest as not_attempted.
 

@@ -137,10 +137,12 @@ def journal_report(state: JournalState) -> Report:
 
 def _latest(target: Target, state: JournalState, fresh: ServerResult | None) -> ServerResult:
     """A target's result: the journal's outcome, else this part's, else what the journal says."""
-    known = state.outcomes.get(target.id) or fresh
-    if known is not None:
-        return known
     sent = target.id in state.pending
+    if target.id in state.outcomes:
+        return state.outcomes[target.id]
+    if fresh is not None:
+        # The interrupted part sent at least one request that left no outcome: count it.
+        return dataclasses.replace(fresh, attempts=fresh.attempts + 1) if sent else fresh
     return ServerResult(
         id=target.id,
         project_id=target.project_id,

@@ -157,4 +157,5 @@ async def test_stops_in_flight_at_a_crash_are_credited_not_repeated(
     for server_id in hung:
         assert results[server_id].outcome is credited
         assert "went through" in (results[server_id].reason or "")
+        assert results[server_id].attempts == 1  # the interrupted part's request
     assert not read_journal(str(journal)).unfinished

@@ -122,7 +122,8 @@ class Observer:
 
     def sending(self, entry: PlanEntry) -> None:
         """A request for this server is about to be sent for the first time: it has its slot
-        and its rate turn, and the run is not halted. Nothing is sent before this returns."""
+        and its rate turn, and the run is not halted. Nothing is sent before this returns, and
+        nothing at all if the hook halts the run (a journal that cannot record the intent)."""
 
     def finished(self, result: ServerResult) -> None:
         """A server has its final result."""

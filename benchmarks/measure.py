@@ -260,7 +260,7 @@ def bulkstop_launch(
             raise BenchmarkError(f"bulkstop exited {child.returncode}: {child.stderr[-2000:]}")
         document = json.loads(report.read_text(encoding="utf-8"))
         report.unlink()
-        # The run journal bulkstop keeps beside its report (see bulkstop.journal).
+        # The run journal bulkstop keeps beside its report (see bulkstop.record.journal).
         report.with_name(report.stem + ".journal.jsonl").unlink(missing_ok=True)
         outcomes: dict[str, int] = document["summary"]["outcomes"]
         return ClientView(

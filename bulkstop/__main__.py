@@ -1,5 +1,5 @@
 """``python -m bulkstop``: the same command line as the ``bulkstop`` script."""
 
-from .cli import main
+from bulkstop.cli import main
 
 main(prog_name="bulkstop")

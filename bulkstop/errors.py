@@ -12,14 +12,15 @@ the input did::
     │   ├── AuthError        exit 3   Keystone refused us, or no compute endpoint
     │   ├── EndpointError    exit 3   the endpoint is unreachable or not a compute API
     │   └── UnsafeCloudError exit 3   the cloud ignored a filter we rely on (tags below 2.26)
-    └── RefusedError         exit 4   a safety rail refused before anything was sent
+    ├── RefusedError         exit 4   a safety rail refused before anything was sent
+    └── RecordError          exit 5   the report or journal could not be written; fix, then resume
 
 An interrupted run is not an error: it returns its report with ``halted_by == "interrupted"``
 and the CLI exits 130.
 
 Third-party exceptions (aiohttp, keystoneauth1, openstacksdk's config loader, json) are translated
-into this tree at exactly one boundary each: :mod:`bulkstop.compute_http` for HTTP and
-:mod:`bulkstop.auth` for Keystone and configuration. A failure that concerns one server is never
+into this tree at exactly one boundary each: :mod:`bulkstop.cloud.http` for HTTP and
+:mod:`~.cloud.auth` for Keystone and configuration. A failure that concerns one server is never
 an exception: it is an :class:`~bulkstop.models.Outcome` in the report.
 """
 
@@ -32,6 +33,7 @@ EXIT_FAILURES: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_CLOUD: Final = 3
 EXIT_REFUSED: Final = 4
+EXIT_RECORD: Final = 5
 EXIT_INTERRUPTED: Final = 130
 
 
@@ -69,11 +71,11 @@ class CloudAccessError(BulkstopError):
 
 
 class ConfigError(CloudAccessError):
-    """Raised by :mod:`bulkstop.auth` when clouds.yaml or ``OS_*`` settings are missing or wrong."""
+    """Raised by :mod:`~.cloud.auth` when clouds.yaml or ``OS_*`` settings are missing or wrong."""
 
 
 class AuthError(CloudAccessError):
-    """Raised by :mod:`bulkstop.auth` when Keystone refuses the credentials or has no compute."""
+    """Raised by :mod:`~.cloud.auth` when Keystone refuses the credentials or has no compute."""
 
 
 class EndpointError(CloudAccessError):
@@ -88,3 +90,13 @@ class RefusedError(BulkstopError):
     """Raised by a safety rail that refuses before anything is sent (caps, confirmation)."""
 
     exit_code: ClassVar[int] = EXIT_REFUSED
+
+
+class RecordError(BulkstopError):
+    """Raised by the journal and report writers when the disk refuses a write (full, read-only).
+
+    What was sent is still on record as far as the disk allowed; the message names the file, and
+    the run can be finished with a resume once the cause is fixed.
+    """
+
+    exit_code: ClassVar[int] = EXIT_RECORD

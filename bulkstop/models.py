@@ -21,6 +21,9 @@ POWERING_OFF: Final = "powering-off"
 POWERING_ON: Final = "powering-on"
 #: Why a run stopped dispatching when SIGINT/SIGTERM arrived (``halted_by`` in the report).
 INTERRUPTED: Final = "interrupted"
+#: The ``schema`` of a JSON report. Here, not in the report writer, because the ID-file reader
+#: (an earlier stage) recognises reports too.
+REPORT_SCHEMA: Final = "bulkstop/report/v1"
 
 
 class Action(enum.StrEnum):

@@ -9,8 +9,8 @@ Interruption (``handle_signals=True``): the first SIGINT/SIGTERM halts dispatch,
 in flight ``grace`` seconds, then cancels them; a second signal cancels at once. Either way the
 report is complete: servers never reached are ``not_attempted``.
 
-With ``journal_path`` the run is recorded as it goes (:mod:`bulkstop.journal`), so that a run
-killed outright can be finished; with ``resume`` it finishes one (:mod:`bulkstop.resume`).
+With ``journal_path`` the run is recorded as it goes (:mod:`bulkstop.record.journal`), so that a run
+killed outright can be finished; with ``resume`` it finishes one (:mod:`bulkstop.record.resume`).
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from typing import Any, Final
 
 import anyio
 
-from .cloud import ComputeAPI
-from .engine import Engine, Observer, Observers, Plan, RunOptions, first_run_error
-from .errors import BulkstopError, RefusedError
-from .journal import Journal, JournalState
-from .models import INTERRUPTED
-from .rails import check_caps
-from .report import Report, check_writable, write_report
-from .resume import adopt, merge
-from .selector import Selector
-from .timespec import utc_now
+from bulkstop.cloud.base import ComputeAPI
+from bulkstop.errors import BulkstopError, RefusedError
+from bulkstop.execute.engine import Engine, Observer, Observers, Plan, RunOptions, first_run_error
+from bulkstop.models import INTERRUPTED
+from bulkstop.plan.rails import check_caps
+from bulkstop.record.journal import Journal, JournalState
+from bulkstop.record.report import Report, check_writable, write_report
+from bulkstop.record.resume import adopt, merge
+from bulkstop.select.selector import Selector
+from bulkstop.timespec import utc_now
 
 #: Seconds requests in flight may take to finish after the first interruption.
 DEFAULT_GRACE: Final = 10.0
@@ -51,7 +51,7 @@ class RunRequest:
     report_path: str | None = None
     #: Extra settings recorded in the report's ``options`` (e.g. the request timeout).
     extra_options: Mapping[str, Any] = field(default_factory=dict)
-    #: Where to keep the run's journal (see :mod:`bulkstop.journal`); ``None`` keeps none.
+    #: Where to keep the run's journal (see :mod:`bulkstop.record.journal`); ``None`` keeps none.
     #: A dry run never keeps one. With ``resume``, the journal it was read from.
     journal_path: str | None = None
     #: The interrupted run this one finishes (its journal, read), or ``None``.

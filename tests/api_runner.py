@@ -1,6 +1,6 @@
 """Runs through the Python API the way a user's run goes, against an in-process mock cloud.
 
-``OS_*`` variables → openstacksdk's loader → keystoneauth1 → :class:`~bulkstop.compute_http.
+``OS_*`` variables → openstacksdk's loader → keystoneauth1 → :class:`~bulkstop.cloud.http.
 HttpCompute` over loopback → :func:`bulkstop.runner.run`. The ``runner`` fixture (in
 ``tests/integration/conftest.py``) gives a :class:`Runner` with the machine's own configuration
 kept out; :func:`run_options` gives the fast options most tests run with.
@@ -15,13 +15,13 @@ from typing import Any, Final
 
 import pytest
 
-from bulkstop.auth import AuthSettings
-from bulkstop.backoff import Backoff
-from bulkstop.calls import RetryPolicy
-from bulkstop.compute_http import open_compute
-from bulkstop.engine import Observer, RunOptions
+from bulkstop.cloud.auth import AuthSettings
+from bulkstop.cloud.http import open_compute
+from bulkstop.execute.backoff import Backoff
+from bulkstop.execute.engine import Observer, RunOptions
+from bulkstop.execute.gate import RetryPolicy
 from bulkstop.mockcloud import MockCloud
-from bulkstop.report import Report
+from bulkstop.record.report import Report
 from bulkstop.runner import RunRequest, run
 from bulkstop.timespec import utc_now
 

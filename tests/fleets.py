@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from bulkstop.mockcloud import MockCloud
-from bulkstop.selector import Selector
+from bulkstop.select.selector import Selector
 
 #: The tag the test fleets' servers carry unless told otherwise, and its selector.
 TAG: Final = "nightly-stop"

@@ -13,7 +13,7 @@ from fleets import TAG, server
 
 from bulkstop.mockcloud import MockCloud, RequestRecord
 from bulkstop.models import Outcome
-from bulkstop.selector import PROTECT_TAG
+from bulkstop.select.selector import PROTECT_TAG
 
 #: The projects of the rails' fleets (``p2`` exists even if empty).
 RAILS_PROJECTS: Final = ("p0", "p1", "p2")

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from bulkstop.mockcloud import MockCloud
-from bulkstop.report import Report
+from bulkstop.record.report import Report
 
 
 def actions(mock: MockCloud, action: str = "os-stop") -> Counter[str]:

@@ -6,20 +6,48 @@ rail; 130 interrupted. Errors are one line on stderr, never a traceback.
 
 Modules: :mod:`.options` (the options ``stop`` and ``start`` share), :mod:`.act` (the
 ``stop`` and ``start`` commands and the run they drive), :mod:`.recovery` (``--journal``,
-``--resume``, ``--from-report``), :mod:`.report_cmd` (``bulkstop report``).
+``--resume``, ``--from-report``), :mod:`.report_cmd` (``bulkstop report``), :mod:`.demo`.
+
+Commands are imported when they are run, not when the group is built: ``bulkstop stop`` never
+imports the mock cloud (``aiohttp.web`` and the whole server) that ``demo`` and ``mock-cloud`` need.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Final
+
 import click
 
-from ..demo import demo
-from ..mockcloud.cli import mock_cloud
-from .act import start, stop
-from .report_cmd import report
+#: Command name → ``module:attribute`` of its click command, imported on first use.
+COMMANDS: Final = {
+    "stop": "bulkstop.cli.act:stop",
+    "start": "bulkstop.cli.act:start",
+    "report": "bulkstop.cli.report_cmd:report",
+    "demo": "bulkstop.cli.demo:demo",
+    "mock-cloud": "bulkstop.mockcloud.cli:mock_cloud",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A click group whose commands are imported only when they are looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attribute = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="bulkstop")
 def main() -> None:
     """Stop many OpenStack / Huawei Cloud servers at once: safely, fast, and on the record.
@@ -30,10 +58,3 @@ def main() -> None:
       bulkstop stop --tag nightly-stop --dry-run  what would be stopped
       bulkstop stop --tag nightly-stop --yes      stop them, report to ./bulkstop-report-*.json
     """
-
-
-main.add_command(stop)
-main.add_command(start)
-main.add_command(report)
-main.add_command(demo)
-main.add_command(mock_cloud)

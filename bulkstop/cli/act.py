@@ -13,23 +13,10 @@ import anyio
 import anyio.to_thread
 import click
 
-from ..auth import AuthSettings
-from ..calls import RetryPolicy
-from ..compute_http import open_compute
-from ..console import fail, run_async
-from ..engine import Plan, RunOptions, first_run_error
-from ..errors import BulkstopError, UsageError
-from ..idfile import IdEntry, load_ids
-from ..models import Action
-from ..planfile import load_plan
-from ..progress import Progress
-from ..rails import Rails
-from ..report import Report, exit_code, render_summary
-from ..runner import RunRequest, run
-from ..selector import Selector
-from ..timespec import parse_deadline, utc_now
-from .options import action_options, default_report_path, refuse_selection
-from .recovery import (
+from bulkstop.cli.console import fail, run_async
+from bulkstop.cli.options import action_options, default_report_path, refuse_selection
+from bulkstop.cli.progress import Progress
+from bulkstop.cli.recovery import (
     RecordedCommand,
     Resumed,
     command_line,
@@ -39,6 +26,19 @@ from .recovery import (
     resume_hint,
     resume_run,
 )
+from bulkstop.cloud.auth import AuthSettings
+from bulkstop.cloud.http import open_compute
+from bulkstop.errors import BulkstopError, UsageError
+from bulkstop.execute.engine import Plan, RunOptions, first_run_error
+from bulkstop.execute.gate import RetryPolicy
+from bulkstop.models import Action
+from bulkstop.plan.rails import Rails
+from bulkstop.record.planfile import load_plan
+from bulkstop.record.report import Report, exit_code, render_summary
+from bulkstop.runner import RunRequest, run
+from bulkstop.select.idfile import IdEntry, load_ids
+from bulkstop.select.selector import Selector
+from bulkstop.timespec import parse_deadline, utc_now
 
 #: How many example server names the confirmation prompt shows per project.
 EXAMPLES_SHOWN: Final = 3

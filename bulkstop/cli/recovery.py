@@ -14,14 +14,14 @@ from typing import Any, Final, TypeVar
 import click
 from click.core import ParameterSource
 
-from ..errors import UsageError
-from ..journal import JournalState, journal_path_for, read_journal
-from ..models import Action, Outcome
-from ..report import Report, read_report
-from ..resume import recorded_projects, resume_selector, undo_selector
-from ..runner import RunRequest
-from ..selector import Selector
-from .options import SELECTION_FLAGS, default_report_path, refuse_selection
+from bulkstop.cli.options import SELECTION_FLAGS, default_report_path, refuse_selection
+from bulkstop.errors import UsageError
+from bulkstop.models import Action, Outcome
+from bulkstop.record.journal import JournalState, journal_path_for, read_journal
+from bulkstop.record.report import Report, read_report
+from bulkstop.record.resume import recorded_projects, resume_selector, undo_selector
+from bulkstop.runner import RunRequest
+from bulkstop.select.selector import Selector
 
 F = TypeVar("F", bound=Callable[..., Any])
 

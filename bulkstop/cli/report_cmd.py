@@ -11,12 +11,12 @@ from typing import Final
 
 import click
 
-from ..console import fail
-from ..errors import BulkstopError, InputError
-from ..journal import SCHEMA as JOURNAL_SCHEMA
-from ..journal import read_journal
-from ..report import SUMMARY_TOP, Report, read_report, render_summary
-from ..resume import journal_report
+from bulkstop.cli.console import fail
+from bulkstop.errors import BulkstopError, InputError
+from bulkstop.record.journal import SCHEMA as JOURNAL_SCHEMA
+from bulkstop.record.journal import read_journal
+from bulkstop.record.report import SUMMARY_TOP, Report, read_report, render_summary
+from bulkstop.record.resume import journal_report
 
 #: Columns of ``--format csv``, one row per server.
 CSV_COLUMNS: Final = (

@@ -9,7 +9,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from ..errors import InputError
+from bulkstop.errors import InputError
+
 from .config import (
     DEFAULT_ERROR_STATUS,
     DEFAULT_HOST,

@@ -25,7 +25,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, TypeVar
 
-from ..errors import InputError
+from bulkstop.errors import InputError
+
 from .config import Clock, FleetSource, MockConfig
 from .state import MockServer, Project, iso_time
 

@@ -44,8 +44,8 @@ from rails_helpers import (
 from bulkstop.cli import main
 from bulkstop.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from bulkstop.mockcloud import Faults, MockCloud, MockConfig, Trigger
-from bulkstop.report import read_report, write_report
-from bulkstop.selector import PROTECT_TAG
+from bulkstop.record.report import read_report, write_report
+from bulkstop.select.selector import PROTECT_TAG
 from bulkstop.timespec import utc_now
 
 #: Seconds from an accepted stop to SHUTOFF in the mocks.

@@ -15,13 +15,13 @@ from click.testing import CliRunner, Result
 from processes import run_bulkstop
 
 from bulkstop.cli import main
-from bulkstop.engine import Plan
-from bulkstop.journal import Journal
+from bulkstop.execute.engine import Plan
 from bulkstop.mockcloud import MockCloud
 from bulkstop.models import Action, ErrorInfo, Outcome, Server, ServerResult
-from bulkstop.plan import PlanEntry
-from bulkstop.report import Report, write_report
-from bulkstop.selector import Selector
+from bulkstop.plan.eligibility import PlanEntry
+from bulkstop.record.journal import Journal
+from bulkstop.record.report import Report, write_report
+from bulkstop.select.selector import Selector
 
 STARTED: Final = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 P1, P2 = "a" * 32, "b" * 32

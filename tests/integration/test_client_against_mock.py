@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bulkstop.auth import AuthSettings
-from bulkstop.compute_http import HttpCompute, open_compute
+from bulkstop.cloud.auth import AuthSettings
+from bulkstop.cloud.http import HttpCompute, open_compute
 from bulkstop.errors import AuthError, ConfigError, EndpointError
 from bulkstop.mockcloud import Faults, MockCloud, MockConfig, Trigger
 from bulkstop.models import Action, ListQuery, Server, ServerPage

@@ -1,7 +1,7 @@
 """Issue #4's safety rails, proven by what the cloud received.
 
 Each run goes the way a user's does (``OS_*`` → openstacksdk's loader → keystoneauth1 →
-:class:`~bulkstop.compute_http.HttpCompute` over loopback → :func:`bulkstop.runner.run`) against
+:class:`~bulkstop.cloud.http.HttpCompute` over loopback → :func:`bulkstop.runner.run`) against
 an in-process :class:`~bulkstop.mockcloud.MockCloud` serving an exact fleet. The report says
 what bulkstop believes; the mock's request journal is the witness that no stop went where a rail
 forbids it. The rails' pure logic is unit-tested in ``tests/unit/test_rails.py``; here only the
@@ -31,15 +31,15 @@ from rails_helpers import (
     stopped,
 )
 
-from bulkstop.calls import RetryPolicy
 from bulkstop.errors import EXIT_FAILURES, EXIT_OK, EXIT_REFUSED, RefusedError
-from bulkstop.idfile import IdEntry
+from bulkstop.execute.gate import RetryPolicy
 from bulkstop.mockcloud import Faults, MockCloud, MockConfig, Trigger
 from bulkstop.models import Outcome
-from bulkstop.rails import ErrorBudget, Rails
-from bulkstop.report import Report, exit_code, read_report
+from bulkstop.plan.rails import ErrorBudget, Rails
+from bulkstop.record.report import Report, exit_code, read_report
 from bulkstop.runner import RunRequest
-from bulkstop.selector import PROTECT_TAG, Selector
+from bulkstop.select.idfile import IdEntry
+from bulkstop.select.selector import PROTECT_TAG, Selector
 from bulkstop.timespec import format_time, utc_now
 
 WAVE: Final = "bulkstop:wave="

@@ -19,12 +19,12 @@ from api_runner import Runner, run_options
 from fleets import TAGGED
 from recovery_helpers import actions, assert_each_once, planned
 
-from bulkstop.engine import Observer
-from bulkstop.journal import read_journal
+from bulkstop.execute.engine import Observer
 from bulkstop.mockcloud import Faults, MockCloud, MockConfig, Trigger
 from bulkstop.models import INTERRUPTED, Outcome, ServerResult
-from bulkstop.report import read_report
-from bulkstop.resume import resume_selector
+from bulkstop.record.journal import read_journal
+from bulkstop.record.report import read_report
+from bulkstop.record.resume import resume_selector
 from bulkstop.runner import RunRequest
 
 MakeMock = Callable[..., Awaitable[MockCloud]]

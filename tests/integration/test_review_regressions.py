@@ -11,13 +11,13 @@ from api_runner import Runner, run_options
 from fleets import fleet, pid, server, sid
 
 from bulkstop.errors import RefusedError, UsageError
-from bulkstop.idfile import read_ids
 from bulkstop.mockcloud import MockCloud
 from bulkstop.models import Outcome
-from bulkstop.planfile import load_plan
-from bulkstop.rails import Rails
+from bulkstop.plan.rails import Rails
+from bulkstop.record.planfile import load_plan
 from bulkstop.runner import RunRequest
-from bulkstop.selector import Selector
+from bulkstop.select.idfile import read_ids
+from bulkstop.select.selector import Selector
 from bulkstop.timespec import utc_now
 
 MakeMock = Callable[..., Awaitable[MockCloud]]

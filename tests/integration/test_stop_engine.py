@@ -1,7 +1,7 @@
 """Issue #3 end to end: the stop engine through the real client against the mock cloud.
 
 Every run goes the way a user's does: ``OS_*`` variables → openstacksdk's loader → keystoneauth1
-tokens → :class:`~bulkstop.compute_http.HttpCompute` over loopback sockets to an in-process
+tokens → :class:`~bulkstop.cloud.http.HttpCompute` over loopback sockets to an in-process
 :class:`~bulkstop.mockcloud.MockCloud` → :func:`bulkstop.runner.run` → a JSON report on disk.
 What happened is then proven twice: from the report, and from the mock's request journal (what
 the cloud actually received), which is the only witness that no stop went astray.
@@ -23,17 +23,17 @@ import pytest
 from api_runner import FAST_RETRY, REQUEST_TIMEOUT, Runner, run_options
 from fleets import TAG, TAGGED, fleet, pid, server, sid
 
-from bulkstop.calls import RetryPolicy
-from bulkstop.engine import Observer, Plan
 from bulkstop.errors import UnsafeCloudError
-from bulkstop.idfile import load_ids
+from bulkstop.execute.engine import Observer, Plan
+from bulkstop.execute.gate import RetryPolicy
 from bulkstop.mockcloud import Faults, MockCloud, Trigger
 from bulkstop.mockcloud import compute as mock_compute
 from bulkstop.mockcloud.config import Flavour
 from bulkstop.models import Outcome, ServerResult
-from bulkstop.report import Report
+from bulkstop.record.report import Report
 from bulkstop.runner import RunRequest
-from bulkstop.selector import PROTECT_TAG, Selector
+from bulkstop.select.idfile import load_ids
+from bulkstop.select.selector import PROTECT_TAG, Selector
 
 MakeMock = Callable[..., Awaitable[MockCloud]]
 

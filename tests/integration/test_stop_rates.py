@@ -19,13 +19,13 @@ from typing import Any, Final
 import pytest
 from api_runner import Runner
 
-from bulkstop.engine import RunOptions
+from bulkstop.execute.engine import RunOptions
 from bulkstop.mockcloud import Faults, MockCloud, Trigger
 from bulkstop.mockcloud.journal import RequestRecord
 from bulkstop.models import Outcome
-from bulkstop.report import Report
+from bulkstop.record.report import Report
 from bulkstop.runner import RunRequest
-from bulkstop.selector import Selector
+from bulkstop.select.selector import Selector
 
 RATE: Final = 20.0
 CONCURRENCY: Final = 32

@@ -17,11 +17,11 @@ from fleets import TAGGED
 from recovery_helpers import actions, assert_each_once
 
 from bulkstop.errors import InputError
-from bulkstop.journal import read_journal
 from bulkstop.mockcloud import MockCloud
 from bulkstop.models import Action, Outcome
-from bulkstop.report import Report
-from bulkstop.resume import undo_selector
+from bulkstop.record.journal import read_journal
+from bulkstop.record.report import Report
+from bulkstop.record.resume import undo_selector
 from bulkstop.runner import RunRequest
 
 MakeMock = Callable[..., Awaitable[MockCloud]]

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from keystoneauth1 import exceptions as ks_exc
 
-from bulkstop.auth import (
+from bulkstop.cloud.auth import (
     RENEW_BEFORE_EXPIRY,
     AuthSettings,
     Keystone,

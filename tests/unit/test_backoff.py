@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkstop.backoff import MAX_RETRY_AFTER, Backoff, throttle_delay
+from bulkstop.execute.backoff import MAX_RETRY_AFTER, Backoff, throttle_delay
 
 bases = st.floats(min_value=0.001, max_value=10)
 caps = st.floats(min_value=0.01, max_value=600)

@@ -7,7 +7,7 @@ import itertools
 import pytest
 from fakes import FakeClock
 
-from bulkstop.budget import MIN_RATE, PACE_TOLERANCE, RATE_HEADROOM, ProjectBudget
+from bulkstop.execute.budget import MIN_RATE, PACE_TOLERANCE, RATE_HEADROOM, ProjectBudget
 
 pytestmark = pytest.mark.anyio
 

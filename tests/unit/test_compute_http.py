@@ -24,8 +24,8 @@ import pytest
 from aiohttp import web
 from aiohttp.client_reqrep import ConnectionKey
 
-from bulkstop.auth import ProjectAccess, TlsSettings
-from bulkstop.compute_http import (
+from bulkstop.cloud.auth import ProjectAccess, TlsSettings
+from bulkstop.cloud.http import (
     NOVA_MICROVERSION,
     HttpCompute,
     action_body,

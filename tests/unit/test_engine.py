@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fakes import FakeClock, FakeCompute, make_server
 
-from bulkstop.calls import RetryPolicy
-from bulkstop.engine import Engine, Observer, Plan, RunOptions
 from bulkstop.errors import AuthError, EndpointError, InputError, RefusedError, UnsafeCloudError
-from bulkstop.idfile import IdEntry
+from bulkstop.execute.engine import Engine, Observer, Plan, RunOptions
+from bulkstop.execute.gate import RetryPolicy
 from bulkstop.models import Action, ErrorInfo, Outcome, Reply, ServerResult
-from bulkstop.rails import ErrorBudget, Rails
-from bulkstop.selector import PROTECT_TAG, Selector
+from bulkstop.plan.rails import ErrorBudget, Rails
+from bulkstop.select.idfile import IdEntry
+from bulkstop.select.selector import PROTECT_TAG, Selector
 from bulkstop.timespec import utc_now
 
 pytestmark = pytest.mark.anyio
@@ -205,7 +205,7 @@ class TestOutcomes:
         engine = engine_for(fake, FakeClock())
         plan = Plan(entries=(await engine.resolve(NIGHTLY)).entries, scopes=("p1",))
         # Resolution saw it stopped already; force the race by planning from the old record.
-        from bulkstop.plan import STOP, classify
+        from bulkstop.plan.eligibility import STOP, classify
 
         plan = Plan(entries=(classify(server, scope="p1", selector=NIGHTLY, spec=STOP, now=NOW),))
         (result,) = await engine.execute(plan)
@@ -230,7 +230,7 @@ class TestOutcomes:
         conflict = Reply(status=409, error=ErrorInfo(code="conflictingRequest", message="x"))
         fake.script[server.id] = [timeout, conflict]
         fake._apply(server.id, Action.STOP)  # the timed-out request did go through
-        from bulkstop.plan import STOP, classify
+        from bulkstop.plan.eligibility import STOP, classify
 
         engine = engine_for(fake, FakeClock())
         plan = Plan(entries=(classify(server, scope="p1", selector=NIGHTLY, spec=STOP, now=NOW),))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkstop.errorbody import (
+from bulkstop.cloud.errorbody import (
     MAX_MESSAGE_CHARS,
     ErrorBody,
     is_throttle,

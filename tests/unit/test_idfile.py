@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from bulkstop.errors import InputError, UsageError
 from bulkstop.identifiers import validate_server_id
-from bulkstop.idfile import IdEntry, load_ids, read_ids
 from bulkstop.models import Outcome
-from bulkstop.report import SCHEMA as REPORT_SCHEMA
+from bulkstop.record.report import SCHEMA as REPORT_SCHEMA
+from bulkstop.select.idfile import IdEntry, load_ids, read_ids
 
 A = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 B = "1b2c3d4e-5f6a-4b7c-9d8e-0f1a2b3c4d5e"

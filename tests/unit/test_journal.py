@@ -17,16 +17,16 @@ from fakes import FakeClock, FakeCompute, make_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bulkstop import journal as journal_module
-from bulkstop.engine import Engine, Observer, Observers, Plan, RunOptions
 from bulkstop.errors import InputError, RefusedError, UsageError
-from bulkstop.journal import SCHEMA, Journal, journal_path_for, read_journal
+from bulkstop.execute.engine import Engine, Observer, Observers, Plan, RunOptions
 from bulkstop.models import INTERRUPTED, Action, Outcome, Reply, ServerResult
-from bulkstop.plan import PlanEntry
-from bulkstop.report import Report
-from bulkstop.resume import adopt, journal_report, merge, resume_selector
+from bulkstop.plan.eligibility import PlanEntry
+from bulkstop.record import journal as journal_module
+from bulkstop.record.journal import SCHEMA, Journal, journal_path_for, read_journal
+from bulkstop.record.report import Report
+from bulkstop.record.resume import adopt, journal_report, merge, resume_selector
 from bulkstop.runner import RunRequest, run
-from bulkstop.selector import PROTECT_TAG, Selector
+from bulkstop.select.selector import PROTECT_TAG, Selector
 
 pytestmark = pytest.mark.anyio
 

@@ -6,10 +6,10 @@ import io
 
 from fakes import FakeClock, make_server
 
-from bulkstop.engine import Plan
+from bulkstop.cli.progress import LOG_INTERVAL, TTY_INTERVAL, Progress
+from bulkstop.execute.engine import Plan
 from bulkstop.models import Outcome, ServerResult
-from bulkstop.plan import PlanEntry
-from bulkstop.progress import LOG_INTERVAL, TTY_INTERVAL, Progress
+from bulkstop.plan.eligibility import PlanEntry
 
 
 def plan_of(n: int, *, skipped: int = 0) -> Plan:

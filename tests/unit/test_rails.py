@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bulkstop.errors import RefusedError
-from bulkstop.plan import PlanEntry
-from bulkstop.rails import (
+from bulkstop.plan.eligibility import PlanEntry
+from bulkstop.plan.rails import (
     MIN_FINISHED_FOR_PERCENT,
     WAVE_PREFIX,
     ErrorBudget,
@@ -20,7 +20,7 @@ from bulkstop.rails import (
     check_caps,
     wave_of,
 )
-from bulkstop.selector import EXEMPT_PREFIX, Selector
+from bulkstop.select.selector import EXEMPT_PREFIX, Selector
 from bulkstop.timespec import parse_deadline, parse_duration, parse_moment
 
 NOW = datetime(2026, 11, 27, 22, 0, tzinfo=UTC)

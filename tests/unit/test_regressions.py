@@ -9,16 +9,16 @@ import anyio
 import pytest
 from fakes import FakeClock, FakeCompute, make_server
 
-from bulkstop.backoff import Backoff
-from bulkstop.budget import ProjectBudget
-from bulkstop.calls import RetryPolicy
-from bulkstop.engine import Engine, RunOptions
 from bulkstop.errors import EndpointError
+from bulkstop.execute.backoff import Backoff
+from bulkstop.execute.budget import ProjectBudget
+from bulkstop.execute.engine import Engine, RunOptions
+from bulkstop.execute.gate import RetryPolicy
 from bulkstop.models import Action, ErrorInfo, ListQuery, Outcome, Reply, ServerPage
-from bulkstop.plan import PlanEntry
-from bulkstop.rails import ErrorBudget, Rails, batches
-from bulkstop.report import Report
-from bulkstop.selector import Selector
+from bulkstop.plan.eligibility import PlanEntry
+from bulkstop.plan.rails import ErrorBudget, Rails, batches
+from bulkstop.record.report import Report
+from bulkstop.select.selector import Selector
 
 pytestmark = pytest.mark.anyio
 NIGHTLY = Selector(tags=("nightly-stop",))

@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from bulkstop.errors import InputError
 from bulkstop.models import ErrorInfo, Outcome, ServerResult
-from bulkstop.report import SCHEMA, Report, exit_code, read_report, render_summary, write_report
+from bulkstop.record.report import (
+    SCHEMA,
+    Report,
+    exit_code,
+    read_report,
+    render_summary,
+    write_report,
+)
 
 texts = st.text(max_size=30)
 results = st.builds(

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from bulkstop.errors import UsageError
 from bulkstop.models import Outcome
-from bulkstop.plan import START, STOP, classify
-from bulkstop.selector import PROTECT_TAG, Selector
+from bulkstop.plan.eligibility import START, STOP, classify
+from bulkstop.select.selector import PROTECT_TAG, Selector
 
 TAGS = st.sampled_from(["a", "b", "c", "env=prod", "nightly-stop", PROTECT_TAG])
 tag_sets = st.frozensets(TAGS, max_size=5)

@@ -1,7 +1,7 @@
 """Plans: a dry run's report, frozen, then executed exactly with ``--plan``.
 
 ``bulkstop stop --dry-run --report plan.json`` writes a report whose servers are ``planned``
-and whose ``plan.digest`` commits to them (see :attr:`bulkstop.report.Report.plan_digest`).
+and whose ``plan.digest`` commits to them (see :attr:`bulkstop.record.report.Report.plan_digest`).
 ``bulkstop stop --plan plan.json --yes`` acts on exactly those servers — never one that is not
 in the plan — re-checking each one's state and protection at execution time, and refuses
 (exit 4, nothing sent) a plan that was edited or is older than ``--plan-max-age``.
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from .errors import InputError, RefusedError
-from .idfile import IdEntry
-from .models import Outcome
-from .report import Report
-from .timespec import format_time
+from bulkstop.errors import InputError, RefusedError
+from bulkstop.models import Outcome
+from bulkstop.record.report import Report
+from bulkstop.select.idfile import IdEntry
+from bulkstop.timespec import format_time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

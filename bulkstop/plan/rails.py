@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from .errors import RefusedError
-from .models import Server
-from .plan import PlanEntry
-from .timespec import format_time
+from bulkstop.errors import RefusedError
+from bulkstop.models import Server
+from bulkstop.plan.eligibility import PlanEntry
+from bulkstop.timespec import format_time
 
 #: Tag prefix that puts a server in a wave: ``bulkstop:wave=2``.
 WAVE_PREFIX: Final = "bulkstop:wave="

@@ -15,7 +15,7 @@ from typing import Any, Final, NoReturn, TypeVar
 import anyio
 import click
 
-from .errors import EXIT_INTERRUPTED, BulkstopError
+from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError
 
 T = TypeVar("T")
 

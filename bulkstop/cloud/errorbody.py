@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Final
 
-from .models import ErrorInfo
+from bulkstop.models import ErrorInfo
 
 #: Longest message kept from a body: enough for Nova's messages (which quote a UUID), short
 #: enough that a 2 MB proxy page does not end up in every line of a report.

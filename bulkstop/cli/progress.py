@@ -1,6 +1,6 @@
 """Progress on stderr: a live line on a terminal, a periodic status line otherwise.
 
-:class:`Progress` is an :class:`~bulkstop.engine.Observer`; the engine calls it for every
+:class:`Progress` is an :class:`~bulkstop.execute.engine.Observer`; the engine calls it for every
 finished server, so it only counts there. It draws every :data:`TTY_INTERVAL` seconds (or
 :data:`LOG_INTERVAL` when stderr is not a terminal) from :meth:`Progress.ticker`, so a run
 that is waiting — throttled, slow, polling — still says where it is.
@@ -15,8 +15,8 @@ from typing import Final, TextIO
 
 import anyio
 
-from .engine import Observer, Plan
-from .models import ServerResult
+from bulkstop.execute.engine import Observer, Plan
+from bulkstop.models import ServerResult
 
 #: Seconds between two redraws of the live line on a terminal.
 TTY_INTERVAL: Final = 0.2

@@ -1,4 +1,4 @@
-"""The aiohttp implementation of :class:`~bulkstop.cloud.ComputeAPI`.
+"""The aiohttp implementation of :class:`~bulkstop.cloud.base.ComputeAPI`.
 
 One shared :class:`aiohttp.ClientSession` per run, one HTTP request per call, no retries: the
 engine owns retries, backoff, pacing and token renewal. Every call returns a
@@ -34,7 +34,7 @@ import anyio.to_thread
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from .auth import (
+from bulkstop.cloud.auth import (
     USER_AGENT,
     AuthSettings,
     Keystone,
@@ -43,9 +43,9 @@ from .auth import (
     TlsSettings,
     authenticate_scope,
 )
-from .errorbody import parse_error_body, parse_retry_after, shorten
-from .errors import ConfigError, EndpointError
-from .models import Action, ErrorInfo, ListQuery, Reply, Server, ServerPage
+from bulkstop.cloud.errorbody import parse_error_body, parse_retry_after, shorten
+from bulkstop.errors import ConfigError, EndpointError
+from bulkstop.models import Action, ErrorInfo, ListQuery, Reply, Server, ServerPage
 
 #: The compute microversion that makes Nova honour tag filters (below it they are ignored).
 NOVA_MICROVERSION: Final = "2.26"
@@ -65,7 +65,7 @@ _BASE_HEADERS: Final = {
 
 
 class TokenSource(Protocol):
-    """Where :class:`HttpCompute` gets tokens; :class:`bulkstop.auth.KeystoneTokens` is one."""
+    """Where :class:`HttpCompute` gets tokens; :class:`~.auth.KeystoneTokens` is one."""
 
     async def current(self, project_id: str) -> ProjectAccess:
         """A valid token for the project (cheap when cached)."""
@@ -120,7 +120,7 @@ class _Route:
 
 
 class HttpCompute:
-    """:class:`~bulkstop.cloud.ComputeAPI` over aiohttp, with tokens from a :class:`TokenSource`.
+    """:class:`~.base.ComputeAPI` over aiohttp, with tokens from a :class:`TokenSource`.
 
     ``pool_size`` caps open connections (set it to the engine's concurrency); ``ssl_context`` is
     what :func:`client_ssl` makes of the cloud's TLS settings; ``wall_clock`` (Unix time) dates

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from .errors import UsageError
-from .idfile import IdEntry
-from .models import ListQuery, Server
-from .timespec import format_time, parse_moment
+from bulkstop.errors import UsageError
+from bulkstop.models import ListQuery, Server
+from bulkstop.select.idfile import IdEntry
+from bulkstop.timespec import format_time, parse_moment
 
 #: Servers carrying this tag are never acted on, whatever the selector says.
 PROTECT_TAG: Final = "bulkstop:protect"

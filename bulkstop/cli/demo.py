@@ -17,15 +17,15 @@ from typing import Final
 
 import click
 
-from .auth import AuthSettings
-from .compute_http import DEFAULT_REQUEST_TIMEOUT, open_compute
-from .console import run_async
-from .engine import RunOptions
-from .mockcloud import Faults, MockCloud, MockConfig
-from .progress import Progress
-from .report import Report, render_summary
-from .runner import RunRequest, run
-from .selector import Selector
+from bulkstop.cli.console import run_async
+from bulkstop.cli.progress import Progress
+from bulkstop.cloud.auth import AuthSettings
+from bulkstop.cloud.http import DEFAULT_REQUEST_TIMEOUT, open_compute
+from bulkstop.execute.engine import RunOptions
+from bulkstop.mockcloud import Faults, MockCloud, MockConfig
+from bulkstop.record.report import Report, render_summary
+from bulkstop.runner import RunRequest, run
+from bulkstop.select.selector import Selector
 
 DEMO_SERVERS: Final = 3000
 DEMO_PROJECTS: Final = 3

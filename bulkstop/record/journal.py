@@ -40,14 +40,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from .engine import Observer, Plan
-from .errors import InputError, UsageError
-from .models import Action, ServerResult
-from .plan import PlanEntry
+from bulkstop.errors import InputError, UsageError
+from bulkstop.execute.engine import Observer, Plan
+from bulkstop.models import Action, ServerResult
+from bulkstop.plan.eligibility import PlanEntry
 
 # The report's per-server fields are the journal's outcome fields: one serialization for both.
-from .report import server_from_dict, server_to_dict
-from .timespec import format_time, parse_moment, utc_now
+from bulkstop.record.report import server_from_dict, server_to_dict
+from bulkstop.timespec import format_time, parse_moment, utc_now
 
 SCHEMA: Final = "bulkstop/journal/v1"
 #: Longest time a record waits for ``fsync`` (it is in the OS page cache at once).

@@ -19,14 +19,14 @@ import os
 from datetime import UTC, datetime
 from typing import Final
 
-from .engine import Plan, RunOptions
-from .errors import InputError
-from .idfile import IdEntry
-from .journal import JournalState, Target
-from .models import INTERRUPTED, Action, Outcome, ServerResult
-from .plan import PlanEntry
-from .report import Report
-from .selector import Selector
+from bulkstop.errors import InputError
+from bulkstop.execute.engine import Plan, RunOptions
+from bulkstop.models import INTERRUPTED, Action, Outcome, ServerResult
+from bulkstop.plan.eligibility import PlanEntry
+from bulkstop.record.journal import JournalState, Target
+from bulkstop.record.report import Report
+from bulkstop.select.idfile import IdEntry
+from bulkstop.select.selector import Selector
 
 #: Outcomes of a stop run that mean "this run stopped it": what an undo starts.
 UNDONE_OUTCOMES: Final = frozenset({Outcome.ACCEPTED, Outcome.STOPPED})

@@ -5,7 +5,8 @@ Data flows one way::
     Selector ──resolve()──▶ Plan (PlanEntry per matched server) ──execute()──▶ ServerResult each
 
 The engine knows nothing of click, aiohttp or terminals. It reaches the cloud only through a
-:class:`~bulkstop.cloud.ComputeAPI`, every request through one :class:`~bulkstop.calls.Gate`,
+:class:`~bulkstop.cloud.base.ComputeAPI`, every request through one
+:class:`~bulkstop.execute.gate.Gate`,
 and tells the outside world what happens through an :class:`Observer` (progress display,
 journal). A failure that concerns one server becomes that server's result; only problems with
 the run as a whole (credentials, an endpoint that cannot list, an unsafe cloud) raise, and they
@@ -30,10 +31,8 @@ from typing import Final
 
 import anyio
 
-from .budget import Clock, ProjectBudget, Sleep
-from .calls import CallResult, Gate, NotAdmitted, RetryPolicy
-from .cloud import ComputeAPI
-from .errors import (
+from bulkstop.cloud.base import ComputeAPI
+from bulkstop.errors import (
     AuthError,
     BulkstopError,
     CloudAccessError,
@@ -42,7 +41,9 @@ from .errors import (
     RefusedError,
     UnsafeCloudError,
 )
-from .models import (
+from bulkstop.execute.budget import Clock, ProjectBudget, Sleep
+from bulkstop.execute.gate import CallResult, Gate, NotAdmitted, RetryPolicy
+from bulkstop.models import (
     INTERRUPTED,
     Action,
     ErrorInfo,
@@ -52,10 +53,10 @@ from .models import (
     ServerPage,
     ServerResult,
 )
-from .plan import SPECS, ActionSpec, PlanEntry, classify
-from .rails import Batch, Rails, batches
-from .selector import Selector
-from .timespec import utc_now
+from bulkstop.plan.eligibility import SPECS, ActionSpec, PlanEntry, classify
+from bulkstop.plan.rails import Batch, Rails, batches
+from bulkstop.select.selector import Selector
+from bulkstop.timespec import utc_now
 
 #: ``--rate``: compute API requests per second per project.
 DEFAULT_RATE: Final = 10

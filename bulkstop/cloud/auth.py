@@ -35,7 +35,7 @@ from keystoneauth1.access import AccessInfo
 from keystoneauth1.identity.base import BaseIdentityPlugin
 from keystoneauth1.identity.v3 import ApplicationCredential
 
-from .errors import AuthError, CloudAccessError, ConfigError, EndpointError, UsageError
+from bulkstop.errors import AuthError, CloudAccessError, ConfigError, EndpointError, UsageError
 
 
 def _package_version() -> str:

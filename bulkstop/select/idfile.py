@@ -38,10 +38,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from typing import Final, TypeAlias
 
-from .errors import InputError, UsageError
-from .identifiers import validate_project_id, validate_server_id
-from .models import Outcome
-from .report import SCHEMA as REPORT_SCHEMA
+from bulkstop.errors import InputError, UsageError
+from bulkstop.identifiers import validate_project_id, validate_server_id
+from bulkstop.models import REPORT_SCHEMA, Outcome
 
 #: The path that means standard input, and how errors name it.
 STDIN_PATH: Final = "-"

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from .errors import (
+from bulkstop.errors import (
     EXIT_FAILURES,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -38,10 +38,10 @@ from .errors import (
     InputError,
     UsageError,
 )
-from .models import INTERRUPTED, ErrorInfo, Outcome, ServerResult
-from .timespec import format_time, parse_moment
+from bulkstop.models import INTERRUPTED, REPORT_SCHEMA, ErrorInfo, Outcome, ServerResult
+from bulkstop.timespec import format_time, parse_moment
 
-SCHEMA: Final = "bulkstop/report/v1"
+SCHEMA: Final = REPORT_SCHEMA
 _dumps: Final = json.JSONEncoder().encode
 #: How many of the most common errors and slowest requests the human summary lists.
 SUMMARY_TOP: Final = 5

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from .models import (
+from bulkstop.models import (
     POWERING_OFF,
     POWERING_ON,
     STOPPABLE_VM_STATES,
@@ -23,7 +23,7 @@ from .models import (
     Outcome,
     Server,
 )
-from .selector import Selector
+from bulkstop.select.selector import Selector
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

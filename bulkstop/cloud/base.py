@@ -1,7 +1,7 @@
 """The one narrow seam between the engine and a cloud.
 
 The engine talks to a compute API only through :class:`ComputeAPI`. The real implementation is
-:class:`bulkstop.compute_http.HttpCompute` (aiohttp + Keystone tokens); unit tests use an
+:class:`bulkstop.cloud.http.HttpCompute` (aiohttp + Keystone tokens); unit tests use an
 in-memory fake; integration tests use the real implementation against :mod:`bulkstop.mockcloud`.
 
 Contract of every call:
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .models import Action, ListQuery, Reply
+from bulkstop.models import Action, ListQuery, Reply
 
 
 class ComputeAPI(Protocol):

@@ -1,6 +1,6 @@
 """One compute call under the run's rules: concurrency slot, project budget, retries, renewal.
 
-:class:`Gate` is the only path from the engine to the :class:`~bulkstop.cloud.ComputeAPI`: listing
+:class:`Gate` is the only path from the engine to the :class:`~.cloud.base.ComputeAPI`: listing
 pages, reads, actions and polls all go through :meth:`Gate.call`, so every request counts against
 its project's ``--rate`` and the global ``--concurrency`` bound, and every request gets the same
 retry rules:
@@ -28,11 +28,11 @@ from typing import Final
 
 import anyio
 
-from .backoff import DEFAULT_MAX_THROTTLE_WAIT, Backoff, throttle_delay
-from .budget import Clock, ProjectBudget, Sleep
-from .cloud import ComputeAPI
-from .errorbody import is_throttle
-from .models import Reply
+from bulkstop.cloud.base import ComputeAPI
+from bulkstop.cloud.errorbody import is_throttle
+from bulkstop.execute.backoff import DEFAULT_MAX_THROTTLE_WAIT, Backoff, throttle_delay
+from bulkstop.execute.budget import Clock, ProjectBudget, Sleep
+from bulkstop.models import Reply
 
 #: Attempts per request on transient failures (``--max-attempts``).
 DEFAULT_MAX_ATTEMPTS: Final = 5

@@ -132,6 +132,8 @@ class MockCloud:
         app = web.Application(client_max_size=1 << 20)
         plain: list[tuple[str, str, Handler, str]] = [
             ("GET", "/", compute.versions, KIND_OTHER),
+            ("GET", "/v2", compute.legacy_version, KIND_OTHER),
+            ("GET", "/v2/", compute.legacy_version, KIND_OTHER),
             ("GET", "/v2.1", compute.version, KIND_OTHER),
             ("GET", "/v2.1/", compute.version, KIND_OTHER),
             ("GET", "/identity", identity.versions, KIND_IDENTITY),
@@ -152,6 +154,11 @@ class MockCloud:
         app.router.add_get(servers + "/detail", compute.list_details)
         app.router.add_get(servers + "/{server_id}", compute.show_server)
         app.router.add_post(servers + "/{server_id}/action", compute.server_action)
+        flavors = "/v2.1/{project_id}/flavors"
+        app.router.add_get("/v2.1/{project_id}/", compute.project_version)
+        app.router.add_get(flavors, compute.list_flavors)
+        app.router.add_get(flavors + "/detail", compute.list_flavor_details)
+        app.router.add_get(flavors + "/{flavor_id}", compute.show_flavor)
         app.router.add_route("*", "/{tail:.*}", self._journaled(KIND_OTHER, _not_found))
         return app
 

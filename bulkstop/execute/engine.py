@@ -23,6 +23,7 @@ import collections
 import contextlib
 import dataclasses
 import random
+import re
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,9 @@ DEFAULT_POLL_INTERVAL: Final = 2.0
 PAGE_LIMIT: Final = 1000
 #: Up to this many servers of a project are read one GET each; more are read by listing.
 GET_THRESHOLD: Final = 25
+#: Nova's 409 for a server never scheduled to a host: "Instance <id> is not ready".
+NOT_READY_MESSAGE: Final = re.compile(r"^Instance \S+ is not ready")
+NOT_READY_REASON: Final = "not ready: never scheduled"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -578,6 +582,8 @@ class Engine:
         if reply.status == 404:
             return judged(Outcome.NOT_FOUND, error=error, reason="the cloud does not know it")
         if reply.status == 409:
+            if _never_scheduled(error):
+                return judged(Outcome.SKIPPED, error=error, reason=NOT_READY_REASON)
             # Nova says "not in a state to do that": find out which state.
             reread = await self.gate.call(
                 entry.scope, partial(self.compute.get_server, entry.scope, entry.server.id)
@@ -659,6 +665,11 @@ class _Waiter:
     #: Pending servers that were in ERROR before we acted (Nova may stop those).
     errored: set[str] = field(default_factory=set)
     dispatch_done: bool = False
+
+
+def _never_scheduled(error: ErrorInfo) -> bool:
+    """Nova's 409 for a server that never got a host: nothing runs, so nothing to stop."""
+    return NOT_READY_MESSAGE.search(error.message) is not None
 
 
 def _went_to_error(server: Server, *, errored_before: bool) -> bool:

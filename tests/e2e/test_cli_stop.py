@@ -434,7 +434,7 @@ def interrupted(
     mock = StandaloneMock(tmp, "--fleet", str(fleet_file), "--latency", "0.01")
     try:
         report_path = tmp / "report.json"
-        run = mock.start(
+        run = mock.spawn_bulkstop(
             *("stop", "--all", "--yes", "--quiet", "--report", str(report_path)),
             *("--rate", SIGNAL_RATE, "--concurrency", SIGNAL_CONCURRENCY),
             cwd=tmp,

@@ -151,8 +151,12 @@ OUTCOME_FLEET: Final = (
     ),
     (server("keep", tags=(TAG, "keep-on")), Outcome.EXCLUDED, "tag keep-on"),
     (server("protected", "p1", tags=(TAG, PROTECT_TAG)), Outcome.EXCLUDED, f"tag {PROTECT_TAG}"),
-    # Never scheduled: Nova answers 409 "is not ready", and the re-read shows it still active.
-    (server("not-ready", host=None), Outcome.FAILED, "conflict (409)"),
+    # Never scheduled: Nova answers 409 "is not ready"; nothing runs, so nothing to stop.
+    (
+        server("not-ready", vm_state="error", host=None),
+        Outcome.SKIPPED,
+        "not ready: never scheduled",
+    ),
     # Deleted by someone between the listing and the stop: a 404 at stop time.
     (server("vanishing", "p1"), Outcome.NOT_FOUND, "the cloud does not know it"),
 )
@@ -220,6 +224,7 @@ class TestOutcomes:
             assert sent.request_id is not None and sent.request_id.startswith("req-")
         conflict, missing = results["not-ready"], results["vanishing"]
         assert (conflict.http_status, missing.http_status) == (409, 404)
+        assert conflict.attempts == 1
         codes = {"nova": ("conflictingRequest", "itemNotFound"), "huawei": ("BMS.9999",) * 2}
         assert conflict.error is not None and missing.error is not None
         assert (conflict.error.code, missing.error.code) == codes[flavour]

@@ -154,6 +154,7 @@ class MockCloud:
         app.router.add_get(servers + "/{server_id}", compute.show_server)
         app.router.add_post(servers + "/{server_id}/action", compute.server_action)
         flavors = "/v2.1/{project_id}/flavors"
+        app.router.add_get("/v2.1/{project_id}", compute.project_version)
         app.router.add_get("/v2.1/{project_id}/", compute.project_version)
         app.router.add_get(flavors, compute.list_flavors)
         app.router.add_get(flavors + "/detail", compute.list_flavor_details)

@@ -165,6 +165,16 @@ def peek_action(raw: bytes) -> tuple[str | None, bool]:
     return next(iter(document)), True
 
 
+def _view(call: Call, *, show: bool) -> View:
+    """The record view a request asks for (one per request, not per record)."""
+    return _view_of(call.version or MIN_VERSION, call.is_admin, show)
+
+
+@functools.lru_cache(maxsize=256)
+def _view_of(version: Version, admin: bool, show: bool) -> View:
+    return View.of(version, admin=admin, show=show)
+
+
 def _drop_connection(request: web.Request) -> None:
     """Abort the connection with a TCP reset: the client sees ECONNRESET or a disconnect."""
     transport = request.transport
@@ -457,16 +467,14 @@ class Compute:
             raise ApiError(404, f"Instance {call.server_id} could not be found.")
         return server
 
-    def _render(self, call: Call, server: MockServer, *, show: bool = False) -> str:
-        version = call.version or MIN_VERSION
-        view = View.of(version, admin=call.is_admin, show=show)
-        if view == DEFAULT_VIEW:  # bulkstop's own view: the hot path
+    def _render(self, server: MockServer, view: View) -> str:
+        if view == DEFAULT_VIEW:  # bulkstop's own view: the hot path, no key to build
             return server.detail_json(self.base_url)
         return server.detail_json(self.base_url, view)
 
     def _show(self, call: Call) -> web.Response:
         server = self._find(call)
-        body = f'{{"server":{self._render(call, server, show=True)}}}'
+        body = f'{{"server":{self._render(server, _view(call, show=True))}}}'
         return self._raw_json(call, 200, body.encode())
 
     def _list_summary(self, call: Call) -> web.Response:
@@ -513,7 +521,8 @@ class Compute:
                     if len(page) == limit:
                         break
         if detail:
-            parts = [self._render(call, s) for s in page]
+            view = _view(call, show=False)
+            parts = [self._render(s, view) for s in page]
         else:
             parts = [s.summary_json(self.base_url) for s in page]
         body = '{"servers":[' + ",".join(parts) + "]"

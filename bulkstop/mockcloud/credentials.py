@@ -6,10 +6,11 @@ in-process mock and a mock in another process hand out the same credentials.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
+
+import yaml  # openstacksdk's dependency: clouds.yaml is its format
 
 #: The ``clouds.yaml`` entry name used unless told otherwise.
 DEFAULT_CLOUD = "mock"
@@ -91,6 +92,7 @@ def os_env(
 def write_clouds_yaml(
     path: str | os.PathLike[str], clouds: Mapping[str, Mapping[str, Any]]
 ) -> None:
-    """Write ``{"clouds": clouds}`` (replacing the file). JSON is YAML, so it is written as JSON."""
+    """Write ``{"clouds": clouds}`` as block YAML (replacing the file)."""
+    document = {"clouds": {name: dict(entry) for name, entry in clouds.items()}}
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps({"clouds": clouds}, indent=2) + "\n")
+        yaml.safe_dump(document, handle, default_flow_style=False, sort_keys=False)

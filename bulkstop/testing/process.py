@@ -8,11 +8,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import IO, Any, Final, Self
 
 from bulkstop.mockcloud import credentials
 
@@ -25,19 +26,25 @@ class ProcessCloud:
 
     ``args`` are the ``bulkstop mock-cloud`` options (``--servers``, ``--fleet FILE``,
     ``--race-rate``, ...). The process is started by :meth:`start` (or ``with``), which
-    returns once the mock listens; its stderr goes to a file (``stderr_path``).
+    returns once the mock listens; its stderr goes to ``stderr_path`` (or a temporary file).
     """
 
     def __init__(
         self,
         *args: str,
         env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
         stderr_path: str | os.PathLike[str] | None = None,
+        timeout: float = PROCESS_TIMEOUT,
     ) -> None:
         self.args = args
         self._env = dict(os.environ if env is None else env)
-        self.stderr_path = Path(stderr_path or tempfile.mkstemp(prefix="mockcloud-")[1])
-        self.process: subprocess.Popen[str] | None = None
+        self._cwd = cwd
+        #: Where the mock's stderr goes (None: a temporary file, gone once closed).
+        self.stderr_path = None if stderr_path is None else Path(stderr_path)
+        self._stderr: IO[bytes] | None = None
+        self._timeout = timeout
+        self.process: subprocess.Popen[bytes] | None = None
         #: The JSON line the mock printed (:meth:`MockCloud.connection_info`).
         self.info: dict[str, Any] = {}
 
@@ -53,34 +60,66 @@ class ProcessCloud:
     ) -> None:
         self.close()
 
+    @property
+    def pid(self) -> int:
+        """The mock's process id."""
+        if self.process is None:
+            raise RuntimeError("the mock cloud process is not running")
+        return self.process.pid
+
     def start(self) -> None:
-        """Start the process and read its connection line."""
-        with self.stderr_path.open("w") as stderr:  # a file: a pipe nobody reads can fill up
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bulkstop.mockcloud", *self.args],
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-                env=self._env,
-            )
+        """Start the process and read its connection line (RuntimeError if it prints none
+        within ``timeout`` seconds, which also bounds each admin call)."""
+        # A file, not a pipe: a pipe nobody reads can fill up and stall the mock.
+        if self.stderr_path is None:
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the mock
+        else:
+            self._stderr = self.stderr_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bulkstop.mockcloud", *self.args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=self._env,
+            cwd=self._cwd,
+        )
         assert self.process.stdout is not None
-        line = self.process.stdout.readline()
+        timer = threading.Timer(self._timeout, self.process.kill)
+        timer.start()
+        try:
+            line = self.process.stdout.readline()
+        finally:
+            timer.cancel()
         if not line:
+            error = self._stderr_text()
             self.close()
-            raise RuntimeError(f"the mock cloud did not start: {self.stderr_path.read_text()}")
+            raise RuntimeError(f"the mock cloud did not start: {error[-2000:]}")
         self.info = json.loads(line)
+
+    def _stderr_text(self) -> str:
+        assert self._stderr is not None
+        if self.stderr_path is not None:
+            self._stderr.flush()
+            return self.stderr_path.read_text(errors="replace")
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
 
     def close(self) -> None:
         """Stop the mock (SIGTERM; killed if it does not exit in time). Idempotent."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
+        stderr, self._stderr = self._stderr, None
         try:
-            process.communicate(timeout=PROCESS_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+            if process is not None:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+                try:
+                    process.communicate(timeout=PROCESS_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.communicate()
+        finally:
+            if stderr is not None:
+                stderr.close()
 
     # -- credentials -----------------------------------------------------------------------
 
@@ -116,7 +155,7 @@ class ProcessCloud:
     def admin(self, path: str, method: str = "GET") -> Any:
         """Call an admin endpoint (``/_mock/...``); the parsed JSON answer, or None."""
         request = urllib.request.Request(self.info["base_url"] + path, method=method)
-        with urllib.request.urlopen(request, timeout=PROCESS_TIMEOUT) as answer:
+        with urllib.request.urlopen(request, timeout=self._timeout) as answer:
             body = answer.read()
         return json.loads(body) if body else None
 

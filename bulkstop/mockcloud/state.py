@@ -137,6 +137,7 @@ class MockServer:
         "_summary",
         "_tags",
         "_task_state",
+        "_views",
         "_vm_state",
         "created",
         "flavor_id",
@@ -192,7 +193,8 @@ class MockServer:
         self._metadata: Mapping[str, str] = MappingProxyType(dict(metadata or {}))
         self._due: float | None = None
         self._rule: ActionRule | None = None
-        self._detail: dict[View, str] | None = None
+        self._detail: str | None = None
+        self._views: dict[View, str] | None = None
         self._summary: str | None = None
 
     def __repr__(self) -> str:
@@ -220,7 +222,7 @@ class MockServer:
         self._changed()
 
     def _changed(self) -> None:
-        self._detail = self._summary = None
+        self._detail = self._summary = self._views = None
 
     @property
     def vm_state(self) -> str:
@@ -339,15 +341,20 @@ class MockServer:
     def detail_json(self, base_url: str, view: View = DEFAULT_VIEW) -> str:
         """:meth:`detail` as compact JSON, cached per view until the server changes."""
         self._settle()
-        cache = self._detail
-        if cache is None:
-            cache = self._detail = {}
-        text = cache.get(view)
+        if view is DEFAULT_VIEW:  # the view bulkstop lists with: its own slot, no hashing
+            if self._detail is None:
+                self._detail = self._dumps(base_url, view)
+            return self._detail
+        views = self._views
+        if views is None:
+            views = self._views = {}
+        text = views.get(view)
         if text is None:
-            text = cache[view] = json.dumps(
-                server_record(self, base_url, view), separators=_JSON_SEPARATORS
-            )
+            text = views[view] = self._dumps(base_url, view)
         return text
+
+    def _dumps(self, base_url: str, view: View) -> str:
+        return json.dumps(server_record(self, base_url, view), separators=_JSON_SEPARATORS)
 
     def summary_json(self, base_url: str) -> str:
         """The record of ``GET /servers`` (id, name, links) as compact JSON, cached."""

@@ -33,6 +33,7 @@ from . import bodies, fleet
 from .compute import Compute
 from .config import FleetSource, MockConfig
 from .faults import Injector
+from .huawei import BatchApi, Signatures, access_keys
 from .identity import Identity
 from .journal import KIND_ADMIN, KIND_IDENTITY, KIND_OTHER, RequestRecord, accepted, peak
 from .state import Fleet, MockServer, Project
@@ -70,6 +71,8 @@ class MockCloud:
         )
         self._runner: web.AppRunner | None = None
         self._identity: Identity | None = None
+        #: The AK/SK check (AK/SK mode only, once started).
+        self.signatures: Signatures | None = None
 
     @classmethod
     def from_fleet(cls, source: FleetSource, **options: Any) -> MockCloud:
@@ -109,8 +112,20 @@ class MockCloud:
             journal=self.requests,
             base_url=base_url,
         )
+        app = self._app(self._identity, compute)
+        if self.config.aksk:
+            self.signatures = compute.signatures = Signatures(
+                config=self.config, fleet=self._fleet, member=self._identity.member
+            )
+            BatchApi(
+                config=self.config,
+                fleet=self._fleet,
+                signatures=self.signatures,
+                journal=self.requests,
+            ).routes(app)
+        app.router.add_route("*", "/{tail:.*}", self._journaled(KIND_OTHER, _not_found))
         runner = web.AppRunner(
-            self._app(self._identity, compute),
+            app,
             access_log=None,
             shutdown_timeout=self.config.shutdown_timeout,
         )
@@ -152,7 +167,6 @@ class MockCloud:
         app.router.add_get(servers + "/detail", compute.list_details)
         app.router.add_get(servers + "/{server_id}", compute.show_server)
         app.router.add_post(servers + "/{server_id}/action", compute.server_action)
-        app.router.add_route("*", "/{tail:.*}", self._journaled(KIND_OTHER, _not_found))
         return app
 
     def _journaled(self, kind: str, handler: Handler) -> Handler:
@@ -318,6 +332,21 @@ class MockCloud:
                 "OS_PROJECT_DOMAIN_NAME": self.user_domain,
             }
         return env
+
+    def aksk_env(self, project_id: str | None = None) -> dict[str, str]:
+        """``OS_ACCESS_KEY``-style variables for the member's AK/SK (AK/SK mode)."""
+        access_key, secret_key = access_keys(self.config.seed)
+        return {
+            "OS_ACCESS_KEY": access_key,
+            "OS_SECRET_KEY": secret_key,
+            "OS_PROJECT_ID": self._project(project_id).id,
+            "OS_REGION_NAME": self.region,
+        }
+
+    @property
+    def batch_url_template(self) -> str:
+        """The batch API's endpoint template (``{service}``, ``{project_id}``) on this mock."""
+        return self.base_url + "/{service}/v1/{project_id}"
 
     def write_clouds_yaml(
         self, path: str | os.PathLike[str], cloud: str = "mock", project_id: str | None = None

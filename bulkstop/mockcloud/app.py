@@ -121,6 +121,7 @@ class MockCloud:
                 config=self.config,
                 fleet=self._fleet,
                 signatures=self.signatures,
+                tokens=self._identity.check,
                 journal=self.requests,
             ).routes(app)
         app.router.add_route("*", "/{tail:.*}", self._journaled(KIND_OTHER, _not_found))
@@ -391,6 +392,14 @@ class MockCloud:
             },
             "servers": len(self.servers),
             "huawei": self.config.huawei,
+        } | (self._aksk_info() if self.config.aksk else {})
+
+    def _aksk_info(self) -> dict[str, Any]:
+        access_key, secret_key = access_keys(self.config.seed)
+        return {
+            "access_key": access_key,
+            "secret_key": secret_key,
+            "batch_url_template": self.batch_url_template,
         }
 
     # -- admin routes --------------------------------------------------------------------------

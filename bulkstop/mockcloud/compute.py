@@ -247,7 +247,7 @@ class Compute:
         self.base_url = base_url
         self._accepted = 204 if config.huawei else 202
         self._request_ids = itertools.count(1)
-        #: AK/SK checks instead of tokens (set by the app in AK/SK mode).
+        #: AK/SK checks of requests with an ``Authorization`` header (set in AK/SK mode).
         self.signatures: Signatures | None = None
 
     # -- discovery ---------------------------------------------------------------------------
@@ -314,7 +314,7 @@ class Compute:
         )
         if kind == KIND_ACTION:
             call.action, call.body_ok = peek_action(await request.read())
-        if self.signatures is not None:
+        if self.signatures is not None and "Authorization" in request.headers:
             call.signed = self.signatures.check(request, await request.read())
         response: web.Response | None = None
         fault: str | None = None

@@ -1,9 +1,10 @@
 """What the mock adds in Huawei AK/SK mode: signature checks, the v1 batch API and its jobs.
 
-* :class:`Signatures` checks ``SDK-HMAC-SHA256`` signatures the way Huawei's API gateway does
-  and answers a refusal with an APIG-style 401 (``APIGW.0301``): a wrong signature, a missing
-  ``X-Project-Id``, an ``X-Sdk-Date`` more than :data:`MAX_DATE_SKEW` seconds off. Answers carry
-  a ``Date`` header so a client can tell that its clock is off.
+* :class:`Signatures` checks ``SDK-HMAC-SHA256`` signatures (of requests with an
+  ``Authorization`` header; others need a token, as on Huawei Cloud) the way Huawei's API
+  gateway does, and answers a refusal with an APIG-style 401 (``APIGW.0301``): a wrong
+  signature, a missing ``X-Project-Id``, an ``X-Sdk-Date`` more than :data:`MAX_DATE_SKEW`
+  seconds off. Answers carry a ``Date`` header so a client can tell that its clock is off.
 * :class:`BatchApi` serves ``POST /{service}/v1/{project_id}/{baremetalservers|cloudservers}/
   action`` (at most :data:`MAX_BATCH` servers, ``Ecs.0118`` above) and
   ``GET /{service}/v1/{project_id}/jobs/{job_id}``. A job is ``INIT`` for the first tenth of
@@ -154,9 +155,11 @@ class BatchApi:
         config: MockConfig,
         fleet: Fleet,
         signatures: Signatures,
+        tokens: Callable[[str | None], Token | str],
         journal: list[RequestRecord],
     ) -> None:
         self._config = config
+        self._tokens = tokens
         self._fleet = fleet
         self._signatures = signatures
         self._journal = journal
@@ -272,7 +275,10 @@ class BatchApi:
 
     def _authorize(self, request: web.Request, body: bytes) -> tuple[Project | None, web.Response]:
         request_id = f"req-batch-{next(self._ids):012x}"
-        checked = self._signatures.check(request, body)
+        if "Authorization" in request.headers:
+            checked = self._signatures.check(request, body)
+        else:
+            checked = self._tokens(request.headers.get("X-Auth-Token"))
         if isinstance(checked, str):
             return None, self._signatures.refusal(checked, request_id)
         if checked.project.id != request.match_info["project_id"]:

@@ -33,7 +33,7 @@ from . import bodies, fleet
 from .compute import Compute
 from .config import FleetSource, MockConfig
 from .faults import Injector
-from .huawei import BatchApi, Signatures, access_keys
+from .huawei import BatchApi, Signatures, access_keys, mark_baremetal
 from .identity import Identity
 from .journal import KIND_ADMIN, KIND_IDENTITY, KIND_OTHER, RequestRecord, accepted, peak
 from .state import Fleet, MockServer, Project
@@ -54,7 +54,7 @@ class MockCloud:
 
     def __init__(self, config: MockConfig | None = None) -> None:
         self.config = config or MockConfig()
-        self._fleet = Fleet(*fleet.build(self.config))
+        self._fleet = Fleet(*self._build())
         #: The request journal, oldest first (the list object survives :meth:`reset`).
         self.requests: list[RequestRecord] = []
         overrides = {}
@@ -73,6 +73,11 @@ class MockCloud:
         self._identity: Identity | None = None
         #: The AK/SK check (AK/SK mode only, once started).
         self.signatures: Signatures | None = None
+
+    def _build(self) -> tuple[list[Project], list[MockServer]]:
+        projects, servers = fleet.build(self.config)
+        mark_baremetal(servers, fraction=self.config.baremetal_fraction, seed=self.config.seed)
+        return projects, servers
 
     @classmethod
     def from_fleet(cls, source: FleetSource, **options: Any) -> MockCloud:
@@ -122,6 +127,7 @@ class MockCloud:
                 fleet=self._fleet,
                 signatures=self.signatures,
                 tokens=self._identity.check,
+                injector=self._injector,
                 journal=self.requests,
             ).routes(app)
         app.router.add_route("*", "/{tail:.*}", self._journaled(KIND_OTHER, _not_found))
@@ -289,7 +295,7 @@ class MockCloud:
     def reset(self) -> None:
         """Clear the journal, restore the initial fleet, replay faults from the start."""
         self.requests.clear()
-        self._fleet.replace(*fleet.build(self.config))
+        self._fleet.replace(*self._build())
         self._injector.reset()
 
     def revoke_tokens(self) -> None:

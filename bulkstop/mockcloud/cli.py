@@ -126,6 +126,7 @@ def build_config(ctx: click.Context, options: dict[str, Any]) -> MockConfig:
         huawei=options["huawei"],
         aksk=options["huawei"],
         job_duration=options["job_duration"],
+        baremetal_fraction=options["baremetal_fraction"],
         job_failure_rate=options["job_failure_rate"],
         flow_limit_rate=options["flow_limit_rate"],
         legacy=options["legacy"],
@@ -173,6 +174,12 @@ def build_config(ctx: click.Context, options: dict[str, Any]) -> MockConfig:
     is_flag=True,
     help="Huawei mode: actions answer 204, Huawei error bodies, IAM's /v2/ compute URL in "
     "the catalog, AK/SK signatures accepted (and checked), the v1 batch API and its jobs.",
+)
+@click.option(
+    "--baremetal-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Seeded fraction of servers that are bare metal (tagged __type_baremetal).",
 )
 @click.option(
     "--job-duration",

@@ -33,7 +33,7 @@ from multidict import MultiMapping
 from . import bodies
 from .config import Faults, MockConfig, Trigger
 from .faults import Injector, throttled
-from .huawei import Signatures
+from .huawei import Signatures, baremetal_record, is_baremetal, native_refusal_status
 from .identity import Identity, Token
 from .journal import KIND_ACTION, KIND_GET, KIND_LIST, RequestRecord
 from .state import ACTIONS, KEYS_SINCE, KNOWN_STATUSES, Fleet, MockServer
@@ -482,9 +482,12 @@ class Compute:
 
     def _render(self, call: Call, server: MockServer) -> str:
         version = call.version or MIN_VERSION
-        if version >= TAGS_VERSION:
+        baremetal = self._config.huawei and is_baremetal(server)
+        if version >= TAGS_VERSION and not baremetal:
             return server.detail_json(self.base_url)
         record = server.detail(self.base_url)
+        if baremetal:
+            record = baremetal_record(record)
         for since, key in KEYS_SINCE:
             if version < since:
                 del record[key]
@@ -589,7 +592,8 @@ class Compute:
             call.raced = True
         message = server.refusal(action, is_admin=call.is_admin)
         if message is not None:
-            raise ApiError(409, message, huawei_code=self._huawei_conflict(server))
+            code = self._huawei_conflict(server)
+            raise ApiError(native_refusal_status(server, code), message, huawei_code=code)
         server.begin(action, delay)
         return web.Response(status=self._accepted, headers=self._headers(call))
 

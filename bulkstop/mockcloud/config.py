@@ -212,6 +212,8 @@ class MockConfig:
     #: keys (tokens are refused), and the v1 batch API and its jobs are served
     #: (see :mod:`bulkstop.mockcloud.huawei`).
     aksk: bool = False
+    #: Seeded fraction of the fleet tagged ``__type_baremetal`` (bare metal servers).
+    baremetal_fraction: float = 0.0
     #: Seconds a batch job takes from submission to SUCCESS/FAIL.
     job_duration: float = DEFAULT_JOB_DURATION
     #: Seeded fraction of a batch's servers whose sub-job fails (BMS.0212).
@@ -246,7 +248,7 @@ class MockConfig:
             raise ValueError("max_limit must be at least 1")
         if self.job_duration < 0 or not 0 <= self.job_failure_rate <= 1:
             raise ValueError("job_duration must be >= 0 and job_failure_rate within 0..1")
-        if not 0 <= self.flow_limit_rate <= 1:
-            raise ValueError("flow_limit_rate must be within 0..1")
+        if not 0 <= self.flow_limit_rate <= 1 or not 0 <= self.baremetal_fraction <= 1:
+            raise ValueError("flow_limit_rate and baremetal_fraction must be within 0..1")
         if self.transition_delay < 0 or self.token_lifetime <= 0:
             raise ValueError("transition_delay must be >= 0 and token_lifetime > 0")

@@ -16,6 +16,12 @@
   successful server is stopped when its job ends. ``flow_limit_rate`` of batch calls answer a
   202 ``Common.0024`` without a job, like Huawei's flow control.
 
+Bare metal (Huawei mode): a server tagged :data:`BAREMETAL_TAG` (in the fleet, or one of a
+seeded ``baremetal_fraction`` marked by :func:`mark_baremetal`) is shown with the BMS
+``power_state`` numbering (3 = shutdown, 4 = crashed, unlike Nova's 4 = shutdown, 6 = crashed),
+and the native v2.1 API refuses to stop it when already stopped with ``BMS.0039`` in a **400**
+(Nova answers 409), see :func:`native_refusal_status`.
+
 The batch API is served under ``/{service}/`` on the mock's one port (the real cloud uses one
 host per service): a client's batch endpoint template is ``{base_url}/{service}/v1/{project_id}``.
 """
@@ -28,7 +34,7 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -39,10 +45,15 @@ from bulkstop.cloud import aksk
 
 from . import bodies
 from .config import MockConfig
+from .faults import Injector, throttled
 from .identity import Token, User
 from .journal import RequestRecord
-from .state import Fleet, Project
+from .state import Fleet, MockServer, Project
 
+#: The tag (and metadata key) Huawei puts on bare metal servers.
+BAREMETAL_TAG: Final = "__type_baremetal"
+#: Nova's power_state numbers → the BMS API's (3 = shutdown, 4 = crashed).
+_BMS_POWER_STATES: Final = {4: 3, 6: 4}
 #: The gateway refuses a signature dated further than this (seconds) from its clock.
 MAX_DATE_SKEW: Final = 15 * 60.0
 #: The most servers one batch call may name.
@@ -156,9 +167,11 @@ class BatchApi:
         fleet: Fleet,
         signatures: Signatures,
         tokens: Callable[[str | None], Token | str],
+        injector: Injector,
         journal: list[RequestRecord],
     ) -> None:
         self._config = config
+        self._injector = injector
         self._tokens = tokens
         self._fleet = fleet
         self._signatures = signatures
@@ -274,14 +287,25 @@ class BatchApi:
         return document
 
     def _authorize(self, request: web.Request, body: bytes) -> tuple[Project | None, web.Response]:
+        """The project the request may act in, or the answer that refuses it.
+
+        The project's rate limit (``Faults.rate_limit``) counts batch calls and job polls as it
+        counts every compute call; a throttle comes first, as from Huawei's gateway.
+        """
         request_id = f"req-batch-{next(self._ids):012x}"
+        project_id = request.match_info["project_id"]
+        faults = self._injector.faults(project_id)
+        wait = self._injector.throttle(project_id, faults, self._clock())
+        if wait > 0:
+            answer = throttled(faults, wait, request_id)
+            return None, _json(answer.status, answer.body, answer.headers)
         if "Authorization" in request.headers:
             checked = self._signatures.check(request, body)
         else:
             checked = self._tokens(request.headers.get("X-Auth-Token"))
         if isinstance(checked, str):
             return None, self._signatures.refusal(checked, request_id)
-        if checked.project.id != request.match_info["project_id"]:
+        if checked.project.id != project_id:
             return None, _error(400, "Common.0018", "project id mismatch")
         return checked.project, web.Response(status=204)
 
@@ -301,9 +325,38 @@ class BatchApi:
         return response
 
 
-def _json(status: int, document: Any) -> web.Response:
-    return web.Response(status=status, body=bodies.dumps(document), content_type="application/json")
+def _json(status: int, document: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=bodies.dumps(document), content_type="application/json", headers=headers
+    )
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return _json(status, bodies.huawei(code, message))
+
+
+def is_baremetal(server: MockServer) -> bool:
+    """Whether the server is a bare metal one (tagged :data:`BAREMETAL_TAG`)."""
+    return BAREMETAL_TAG in server.tags
+
+
+def mark_baremetal(servers: Iterable[MockServer], *, fraction: float, seed: int) -> None:
+    """Tag a seeded ``fraction`` of ``servers`` as bare metal (tag and metadata key)."""
+    draw = random.Random(f"baremetal:{seed}")
+    for server in servers:
+        if fraction > 0 and draw.random() < fraction:
+            server.tags = server.tags | {BAREMETAL_TAG}
+            server.metadata = {**server.metadata, BAREMETAL_TAG: "true"}
+
+
+def baremetal_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A Nova record of a bare metal server as the BMS API shows it (its power_state)."""
+    power = record.get("OS-EXT-STS:power_state")
+    if isinstance(power, int) and power in _BMS_POWER_STATES:
+        record["OS-EXT-STS:power_state"] = _BMS_POWER_STATES[power]
+    return record
+
+
+def native_refusal_status(server: MockServer, code: str | None) -> int:
+    """The status of a native v2.1 refusal: BMS codes of bare metal come in a 400, else 409."""
+    return 400 if code is not None and code.startswith("BMS.") and is_baremetal(server) else 409

@@ -21,9 +21,9 @@ from bulkstop.cloud.batch import HttpBatch
 from bulkstop.cloud.http import HttpCompute, open_compute
 from bulkstop.cloud.huawei import AkSkAccess, AkSkConfig
 from bulkstop.errors import AuthError
-from bulkstop.mockcloud import MockCloud, MockConfig
-from bulkstop.mockcloud.huawei import KIND_BATCH, KIND_JOB
-from bulkstop.models import Action, Job, ListQuery, ServerPage
+from bulkstop.mockcloud import Faults, MockCloud, MockConfig
+from bulkstop.mockcloud.huawei import BAREMETAL_TAG, KIND_BATCH, KIND_JOB
+from bulkstop.models import Action, Job, ListQuery, Server, ServerPage
 
 TIMEOUT = 5.0
 
@@ -106,6 +106,23 @@ def write_aksk_cloud(path: Path, name: str, env: dict[str, str]) -> None:
         f"      project_id: {env['OS_PROJECT_ID']}\n"
         f"    region_name: {env['OS_REGION_NAME']}\n"
     )
+
+
+class TestKeystoneOnHuawei:
+    """IAM tokens: the catalog's /v2 compute URL is upgraded to v2.1, never used as is."""
+
+    async def test_v2_catalog_url_is_upgraded(self, mock: MockCloud, use_env: UseEnv) -> None:
+        use_env(mock.os_env())
+        compute, scope = await open_compute(AuthSettings(), request_timeout=TIMEOUT, pool_size=2)
+        try:
+            reply = await compute.list_page(scope[0], ListQuery(limit=2), None)
+            assert reply.status == 200, reply.error
+        finally:
+            await compute.aclose()
+        compute_paths = [r.path for r in mock.requests if r.kind in ("list", "other")]
+        assert "/" in compute_paths  # version discovery
+        assert f"/v2.1/{scope[0]}/servers/detail" in compute_paths
+        assert not any(path.startswith("/v2/") for path in compute_paths)
 
 
 class TestSignedCompute:
@@ -375,5 +392,71 @@ class TestBatch:
             assert reply.status == 400
             assert reply.error is not None
             assert reply.error.code == "Common.0011"
+        finally:
+            await compute.aclose()
+
+
+class TestBareMetal:
+    """Bare metal records and refusals as Huawei's BMS API shows them."""
+
+    async def test_power_state_and_bms_0039_in_a_400(
+        self, make_mock_cloud: Callable[..., object]
+    ) -> None:
+        cloud = await make_mock_cloud(  # type: ignore[misc]
+            MockConfig(
+                servers=60,
+                projects=1,
+                huawei=True,
+                aksk=True,
+                baremetal_fraction=1.0,
+                faults=Faults(flavour="huawei"),
+            )
+        )
+        compute = signed_by(cloud)
+        project_id = cloud.project_ids[0]
+        stopped = next(
+            sid for sid in cloud.server_ids(project_id) if cloud.servers[sid].vm_state == "stopped"
+        )
+        try:
+            shown = await compute.get_server(project_id, stopped)
+            assert isinstance(shown.body, Server)
+            assert BAREMETAL_TAG in (shown.body.tags or ())
+            assert shown.body.metadata[BAREMETAL_TAG] == "true"
+            assert shown.body.power_state == 3  # BMS numbering; Nova's shutdown is 4
+            refused = await compute.action(project_id, stopped, Action.STOP)
+            assert refused.status == 400
+            assert refused.error is not None
+            assert refused.error.code == "BMS.0039"
+        finally:
+            await compute.aclose()
+
+
+class TestThrottling:
+    """The project's quota counts batch calls and job polls; APIG.0308 has no Retry-After."""
+
+    async def test_batch_calls_share_the_quota(
+        self, make_mock_cloud: Callable[..., object]
+    ) -> None:
+        faults = Faults(
+            rate_limit=1.0, burst=2, throttle="apig", retry_after="none", flavour="huawei"
+        )
+        cloud = await make_mock_cloud(  # type: ignore[misc]
+            MockConfig(servers=4, projects=1, huawei=True, aksk=True, faults=faults)
+        )
+        compute = signed_by(cloud)
+        batch = HttpBatch(compute, region=None, template=cloud.batch_url_template)
+        project_id = cloud.project_ids[0]
+        try:
+            listed = await compute.list_page(project_id, ListQuery(), None)
+            assert listed.status == 200
+            first = await batch.batch_action(
+                project_id, "ecs", Action.STOP, cloud.server_ids(project_id)
+            )
+            assert first.status == 200
+            polled = await batch.get_job(project_id, "ecs", first.body)
+            assert polled.status == 429
+            assert polled.error is not None
+            assert polled.error.code == "APIG.0308"
+            assert polled.retry_after is None
         finally:
             await compute.aclose()

@@ -21,30 +21,21 @@ from bulkstop.cloud.batch import HttpBatch
 from bulkstop.cloud.http import HttpCompute, open_compute
 from bulkstop.cloud.huawei import AkSkAccess, AkSkConfig
 from bulkstop.errors import AuthError
-from bulkstop.mockcloud import Faults, MockCloud, MockConfig
+from bulkstop.mockcloud import FakeClock, Faults, MockCloud, MockConfig
 from bulkstop.mockcloud.huawei import BAREMETAL_TAG, KIND_BATCH, KIND_JOB
 from bulkstop.models import Action, Job, ListQuery, Server, ServerPage
 
 TIMEOUT = 5.0
 
 
-class MockClock:
+@pytest.fixture
+def clock() -> FakeClock:
     """The mock's clock, moved by hand (job progress, transitions)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+    return FakeClock()
 
 
 @pytest.fixture
-def clock() -> MockClock:
-    return MockClock()
-
-
-@pytest.fixture
-async def mock(clock: MockClock) -> AsyncIterator[MockCloud]:
+async def mock(clock: FakeClock) -> AsyncIterator[MockCloud]:
     config = MockConfig(
         servers=40,
         projects=2,
@@ -60,15 +51,6 @@ async def mock(clock: MockClock) -> AsyncIterator[MockCloud]:
 
 
 UseEnv = Callable[[dict[str, str]], None]
-
-
-@pytest.fixture
-def use_env(monkeypatch: pytest.MonkeyPatch, isolated_openstack_env: Path) -> UseEnv:
-    def apply(env: dict[str, str]) -> None:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-
-    return apply
 
 
 def endpoint(mock: MockCloud) -> str:
@@ -252,7 +234,7 @@ class TestBatch:
     """The v1 batch API and its jobs, signed, against the mock's job model."""
 
     async def test_stop_job_moves_init_running_success(
-        self, mock: MockCloud, clock: MockClock
+        self, mock: MockCloud, clock: FakeClock
     ) -> None:
         compute = signed_by(mock)
         batch = HttpBatch(compute, region=None, template=mock.batch_url_template)
@@ -267,7 +249,7 @@ class TestBatch:
             assert isinstance(job_id, str)
             seen = []
             for advance in (0.0, 5.0, 10.0):
-                clock.now += advance
+                clock.advance(advance)
                 polled = await batch.get_job(project_id, "bms", job_id)
                 assert polled.status == 200, polled.error
                 assert isinstance(polled.body, Job)
@@ -281,7 +263,7 @@ class TestBatch:
             await compute.aclose()
 
     async def test_already_stopped_server_fails_with_bms_0039(
-        self, mock: MockCloud, clock: MockClock
+        self, mock: MockCloud, clock: FakeClock
     ) -> None:
         compute = signed_by(mock)
         batch = HttpBatch(compute, region=None, template=mock.batch_url_template)
@@ -290,7 +272,7 @@ class TestBatch:
         ids = [by_state["stopped"], by_state["active"]]
         try:
             reply = await batch.batch_action(project_id, "ecs", Action.STOP, ids)
-            clock.now += 10.0
+            clock.advance(10.0)
             polled = await batch.get_job(project_id, "ecs", reply.body)
             job = polled.body
             assert isinstance(job, Job)

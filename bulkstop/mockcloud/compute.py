@@ -593,7 +593,8 @@ class Compute:
         message = server.refusal(action, is_admin=call.is_admin)
         if message is not None:
             code = self._huawei_conflict(server)
-            raise ApiError(native_refusal_status(server, code), message, huawei_code=code)
+            status = native_refusal_status(server, code) if self._config.huawei else 409
+            raise ApiError(status, message, huawei_code=code)
         server.begin(action, delay)
         return web.Response(status=self._accepted, headers=self._headers(call))
 

@@ -49,7 +49,8 @@ class ProcessCloud:
         self.info: dict[str, Any] = {}
 
     def __enter__(self) -> Self:
-        self.start()
+        if self.process is None:  # not started yet (a subclass may start at construction)
+            self.start()
         return self
 
     def __exit__(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import itertools
 import json
 import secrets
@@ -31,7 +32,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -324,16 +325,6 @@ async def serve(nova: Nova) -> None:
         await runner.cleanup()
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's loop when installed (the server should be the faster side), else asyncio's."""
-    try:
-        uvloop = importlib.import_module("uvloop")
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: ``python -m benchmarks.nova --fleet F [--latency S]``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.nova", description=__doc__)
@@ -342,7 +333,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with open(args.fleet, encoding="utf-8") as handle:
         nova = Nova(json.load(handle), latency=args.latency)
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+    # On uvloop when installed: the server should be the faster side of the benchmark.
+    uvloop = importlib.util.find_spec("uvloop") is not None
+    factory = importlib.import_module("uvloop").new_event_loop if uvloop else None
+    with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve(nova))
 
 

@@ -6,6 +6,7 @@ the input did::
 
     BulkstopError            exit 1   anything not more specific
     ├── UsageError           exit 2   bad options, or a refusal to run without --yes
+    │   ├── ParameterError   exit 2   a Python API parameter that cannot work (the CLI: its flag)
     │   └── InputError       exit 2   a malformed ID file, plan or report; names file and line
     ├── CloudAccessError     exit 3   we could not talk to the cloud at all
     │   ├── ConfigError      exit 3   clouds.yaml / OS_* settings are missing or wrong
@@ -26,6 +27,7 @@ an exception: it is an :class:`~bulkstop.models.Outcome` in the report.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Final
 
 EXIT_OK: Final = 0
@@ -47,6 +49,35 @@ class UsageError(BulkstopError):
     """Raised by the CLI and config layer for options that cannot work together."""
 
     exit_code: ClassVar[int] = EXIT_USAGE
+
+
+class ParameterError(UsageError):
+    """Raised by :mod:`bulkstop.api` for parameters that cannot work, alone or together.
+
+    The message names parameters as ``{name}`` fields of :attr:`template`: ``str()`` shows the
+    Python parameter names, and the CLI shows its flags instead (:meth:`naming`), so that the
+    library speaks of parameters and the command line of flags.
+    """
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        super().__init__(self.naming({}))
+
+    def naming(self, names: Mapping[str, str]) -> str:
+        """The message with each ``{name}`` shown as ``names[name]`` (itself if not there)."""
+        return self.template.format_map(_Names(names))
+
+
+class _Names(dict[str, str]):
+    """``str.format_map`` fields that fall back to their own name."""
+
+    def __missing__(self, key: str) -> str:
+        return key
+
+
+def literal(text: object) -> str:
+    """``text`` made safe to put into a :class:`ParameterError` template (braces doubled)."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 
 class InputError(UsageError):

@@ -27,7 +27,7 @@ an exception: it is an :class:`~bulkstop.models.Outcome` in the report.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import ClassVar, Final
 
 EXIT_OK: Final = 0
@@ -61,18 +61,22 @@ class ParameterError(UsageError):
 
     def __init__(self, template: str) -> None:
         self.template = template
-        super().__init__(self.naming({}))
+        super().__init__(self.naming(str))
 
-    def naming(self, names: Mapping[str, str]) -> str:
-        """The message with each ``{name}`` shown as ``names[name]`` (itself if not there)."""
-        return self.template.format_map(_Names(names))
+    def naming(self, name: Callable[[str], str]) -> str:
+        """The message with each ``{param}`` field shown as ``name(param)``."""
+        return self.template.format_map(_Names(name))
 
 
 class _Names(dict[str, str]):
-    """``str.format_map`` fields that fall back to their own name."""
+    """``str.format_map`` fields, each named by a function of the field."""
+
+    def __init__(self, name: Callable[[str], str]) -> None:
+        super().__init__()
+        self._name = name
 
     def __missing__(self, key: str) -> str:
-        return key
+        return self._name(key)
 
 
 def literal(text: object) -> str:

@@ -314,11 +314,14 @@ async def run_request(
     observer: Observer | None = None,
     confirm: Confirm | None = None,
     handle_signals: bool = False,
+    on_open: Callable[[RunRequest], RunRequest] | None = None,
 ) -> Report:
     """Open the cloud, run ``request`` (:func:`bulkstop.runner.run`), close the cloud.
 
     The one copy of open → run → close, under :func:`stop` and the rest, for callers that
     build a :class:`~bulkstop.runner.RunRequest` themselves (the tests, to tune retries).
+    ``on_open`` may change the request once every project has authenticated (the tests start
+    a deadline's clock there, so that a slow Keystone cannot eat into it).
     """
     compute, scopes = await open_compute(
         auth, request_timeout=request_timeout, pool_size=request.options.concurrency
@@ -327,7 +330,7 @@ async def run_request(
         return await run(
             compute=compute,
             scopes=scopes,
-            request=request,
+            request=request if on_open is None else on_open(request),
             observer=observer,
             confirm=confirm,
             handle_signals=handle_signals,

@@ -197,8 +197,8 @@ def describe_plan(plan: Plan, action: Action) -> str:
     lines = [f"bulkstop will {action.verb} {len(plan.to_send)} of {len(plan.entries)} matched:"]
     for pid, counts in sorted(per_project.items()):
         parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        shown = ", ".join(examples.get(pid, []))
-        lines.append(f"  project {pid}: {parts}" + (f" (e.g. {shown})" if shown else ""))
+        sample = ", ".join(examples.get(pid, []))
+        lines.append(f"  project {pid}: {parts}" + (f" (e.g. {sample})" if sample else ""))
     if plan.missing:
         lines.append(f"  not found: {len(plan.missing)}")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import bulkstop
-from bulkstop import api
+from bulkstop import arguments
 from bulkstop.cli.options import flag_of
 from bulkstop.errors import ParameterError, UsageError
 
@@ -129,4 +129,4 @@ class TestJournalPath:
     def test_default_and_given(
         self, journal: bool | str | Path, report: str | None, expected: str | None
     ) -> None:
-        assert api._journal_path(journal, report) == expected
+        assert arguments.journal_path(journal, report) == expected

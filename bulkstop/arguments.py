@@ -28,7 +28,7 @@ from bulkstop.execute.engine import (
 )
 from bulkstop.execute.gate import DEFAULT_MAX_ATTEMPTS, RetryPolicy
 from bulkstop.identifiers import validate_project_id, validate_server_id, validate_tag
-from bulkstop.models import Action
+from bulkstop.models import Action, Outcome
 from bulkstop.plan.rails import ErrorBudget, Rails
 from bulkstop.record.journal import JournalState, journal_path_for
 from bulkstop.record.planfile import DEFAULT_PLAN_MAX_AGE, load_plan
@@ -42,6 +42,8 @@ PathArg = str | os.PathLike[str]
 #: One value or several: ``"x"`` is the same as ``["x"]``.
 Values = str | Iterable[str]
 
+#: What ``only`` may name.
+OUTCOME_NAMES: Final = frozenset(o.value for o in Outcome)
 #: Where a list of ids given as ``ids=[...]`` says it came from, in messages.
 IDS_SOURCE: Final = "<ids>"
 #: The stop types Nova's os-stop takes.
@@ -183,22 +185,32 @@ def from_criteria(params: Mapping[str, Any]) -> tuple[Selector, tuple[str, ...]]
 
 def _ids(params: Mapping[str, Any]) -> tuple[tuple[IdEntry, ...] | None, str | None]:
     """``ids`` read (a file) or checked (a list), and where they came from."""
-    ids, only = params.get("ids"), strings(params, "only")
+    ids, only = params.get("ids"), _outcomes(params)
+    if only is not None and (ids is None or not isinstance(ids, str | os.PathLike)):
+        raise ParameterError("{only} needs {ids} pointing at a bulkstop report")
     if ids is None:
-        if only:
-            raise ParameterError("{only} needs {ids} pointing at a bulkstop report")
         return None, None
     if isinstance(ids, str | os.PathLike):
         path = os.fspath(ids)
-        entries = load_ids(path, only=frozenset(only) if only else None)
-        return entries, STDIN_SOURCE if path == STDIN_PATH else path
-    if only:
-        raise ParameterError("{only} needs {ids} pointing at a bulkstop report, not a list")
+        return load_ids(path, only=only), STDIN_SOURCE if path == STDIN_PATH else path
     try:
         checked = [validate_server_id(str(i)) for i in ids]
     except ValueError as exc:
         raise ParameterError("{ids}: " + literal(exc)) from None
     return tuple(IdEntry(id=i, line=n) for n, i in enumerate(checked, 1)), IDS_SOURCE
+
+
+def _outcomes(params: Mapping[str, Any]) -> frozenset[str] | None:
+    """``only``: the outcomes to keep of a report given as ``ids`` (``None``: all)."""
+    if params.get("only") is None:
+        return None
+    only = frozenset(strings(params, "only"))
+    unknown = sorted(only - OUTCOME_NAMES)
+    if unknown or not only:
+        problem = f"unknown outcome(s) {', '.join(unknown)}" if unknown else "no outcome given"
+        valid = ", ".join(o.value for o in Outcome)
+        raise ParameterError("{only}: " + literal(f"{problem}; valid outcomes: {valid}"))
+    return only
 
 
 def from_plan(action: Action, params: Mapping[str, Any]) -> tuple[Selector, tuple[str, ...]]:

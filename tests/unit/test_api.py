@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import bulkstop
 from bulkstop import arguments
 from bulkstop.cli.options import flag_of
-from bulkstop.errors import ParameterError, UsageError
+from bulkstop.errors import ParameterError, UsageError, literal
 
 
 class TestSurface:
@@ -66,6 +68,8 @@ class TestParameterErrors:
             ({"select_all": True, "tags": "x"}, "select_all cannot be combined with tags"),
             ({"tags": "x", "only": "failed"}, "only needs ids pointing at a bulkstop report"),
             ({"ids": ["a"], "only": ["failed"]}, "only needs ids pointing at a bulkstop report"),
+            ({"ids": "r.json", "only": ["gone"]}, "only: unknown outcome(s) gone; valid outc"),
+            ({"ids": "r.json", "only": []}, "only: no outcome given"),
             ({"tags": "x", "all_projects": True, "projects": ["a" * 32]}, "exclude each other"),
             ({"tags": "bad,tag"}, "tags: "),
             ({"tags": "x", "projects": "not a project"}, "projects: "),
@@ -93,6 +97,12 @@ class TestParameterErrors:
 
     def test_a_brace_in_a_value_is_shown_as_it_is(self) -> None:
         assert "{x}" in refused({"tags": "y", "deadline": "{x}"})
+
+    @given(text=st.text())
+    def test_a_value_in_a_message_survives_any_naming(self, text: str) -> None:
+        error = ParameterError("{deadline}: " + literal(text))
+        assert str(error) == f"deadline: {text}"
+        assert error.naming(flag_of) == f"--deadline: {text}"
 
     def test_a_start_has_no_stop_type(self) -> None:
         with pytest.raises(TypeError, match="unexpected keyword argument 'stop_type'"):

@@ -147,12 +147,7 @@ async def undo(
     else:
         source = os.fspath(stopped)
         report = read_report(source)
-    selector, projects = undo_selector(
-        report,
-        source=source,
-        protect_tags=arguments.strings(params, "protect_tags"),
-        include_locked=params.get("include_locked", False),
-    )
+    selector, projects = undo_selector(report, source=source, **arguments.protections(params))
     return await _perform(Action.START, selector, projects, params)
 
 
@@ -171,11 +166,7 @@ async def resume(
         state = read_journal(path)
     merged: dict[str, Any] = {**arguments.recorded_options(state), **params}
     merged.setdefault("report", state.report_path)
-    selector = resume_selector(
-        state,
-        protect_tags=arguments.strings(merged, "protect_tags"),
-        include_locked=merged.get("include_locked", False),
-    )
+    selector = resume_selector(state, **arguments.protections(merged))
     return await _perform(
         state.action,
         selector,

@@ -183,6 +183,15 @@ def from_criteria(params: Mapping[str, Any]) -> tuple[Selector, tuple[str, ...]]
     return selector, projects
 
 
+def protections(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``protect_tags`` and ``include_locked``, for a selection made elsewhere (a journal's, a
+    report's to undo)."""
+    return {
+        "protect_tags": strings(params, "protect_tags", validate_tag),
+        "include_locked": bool(params.get("include_locked")),
+    }
+
+
 def _ids(params: Mapping[str, Any]) -> tuple[tuple[IdEntry, ...] | None, str | None]:
     """``ids`` read (a file) or checked (a list), and where they came from."""
     ids, only = params.get("ids"), _outcomes(params)

@@ -112,6 +112,14 @@ class TestParameterErrors:
         with pytest.raises(TypeError, match="unexpected keyword argument 'tag'"):
             bulkstop.run_stop(tag="x")  # type: ignore[call-arg]
 
+    def test_undo_checks_its_protections(self) -> None:
+        moment = datetime(2026, 11, 28, tzinfo=UTC)
+        report = bulkstop.Report(
+            action="stop", dry_run=False, started_at=moment, finished_at=moment, servers=()
+        )
+        with pytest.raises(ParameterError, match=r"^protect_tags: "):
+            bulkstop.run_undo(report, protect_tags=["bad,tag"])
+
     def test_undo_refuses_a_report_of_a_start(self) -> None:
         moment = datetime(2026, 11, 28, tzinfo=UTC)
         report = bulkstop.Report(

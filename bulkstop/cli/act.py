@@ -148,7 +148,11 @@ def _library_call(action: Action, params: dict[str, Any], *, stop_type: str | No
 def _run_params(action: Action, params: dict[str, Any]) -> dict[str, Any]:
     """The library parameters of every run; an option not given is a parameter not given."""
     given = {
-        "cloud": AuthSettings(os_cloud=params["os_cloud"], endpoint=params["endpoint"]),
+        "cloud": AuthSettings(
+            os_cloud=params["os_cloud"],
+            endpoint=params["endpoint"],
+            region_name=params["region"],
+        ),
         "report": params["report_path"] or default_report_path(action),
         "command": command_line(),
         **{name: params[name] for name in _RUN_OPTIONS},

@@ -9,7 +9,7 @@ the mock serves on the test's loop.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,6 +27,8 @@ from bulkstop.record.journal import read_journal
 from bulkstop.record.report import read_report
 
 MakeMock = Callable[..., Awaitable[MockCloud]]
+#: The ``use_env`` fixture (tests/integration/conftest.py).
+UseEnv = Callable[[dict[str, str]], None]
 
 README: Final = Path(__file__).resolve().parents[2] / "README.md"
 #: The heading of the README's evacuation script; the first Python block after it is run.
@@ -66,13 +68,10 @@ async def fleet_mock(make_mock_cloud: MakeMock) -> MockCloud:
 
 
 @pytest.fixture
-async def as_member(
-    fleet_mock: MockCloud, isolated_openstack_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[MockCloud]:
+async def as_member(fleet_mock: MockCloud, use_env: UseEnv) -> MockCloud:
     """The mock's member credentials in ``OS_*``, as a script's shell would have them."""
-    for name, value in fleet_mock.os_env().items():
-        monkeypatch.setenv(name, value)
-    yield fleet_mock
+    use_env(fleet_mock.os_env())
+    return fleet_mock
 
 
 class TestReadme:
@@ -197,12 +196,12 @@ class TestStartAndUndo:
         assert mock.servers[sid("off")].vm_state == "stopped"  # off before the stop run
 
     async def test_undo_reads_a_report_path(self, as_member: MockCloud) -> None:
-        await bulkstop.stop(ids=[sid("a0")], rate=0, report="stop.json")
-        undone = await bulkstop.undo("stop.json", rate=0, report="undo.json")
+        # Waits for SHUTOFF: a server still powering off would be skipped by the undo.
+        await bulkstop.stop(ids=[sid("a0")], rate=0, wait=True, poll_interval=POLL, report="s.json")
+        undone = await bulkstop.undo("s.json", rate=0, report="undo.json")
         assert undone.journal_path == "undo.journal.jsonl"
-        assert undone.report.action == "start" and set(actions(as_member, "os-start")) == {
-            sid("a0")
-        }
+        assert undone.report.action == "start"
+        assert set(actions(as_member, "os-start")) == {sid("a0")}
 
     async def test_start_selects_like_stop(self, as_member: MockCloud) -> None:
         result = await bulkstop.start(ids=[sid("off")], rate=0)
@@ -279,7 +278,9 @@ class TestBlockingTwins:
 
     async def test_run_stop_then_run_undo(self, as_member: MockCloud) -> None:
         stopped = await anyio.to_thread.run_sync(
-            lambda: bulkstop.run_stop(ids=[sid("a0"), sid("a1")], rate=0, report="s.json")
+            lambda: bulkstop.run_stop(
+                ids=[sid("a0"), sid("a1")], rate=0, wait=True, poll_interval=POLL, report="s.json"
+            )
         )
         undone = await anyio.to_thread.run_sync(lambda: bulkstop.run_undo(stopped, rate=0))
         assert stopped.journal_path == "s.journal.jsonl"

@@ -16,7 +16,8 @@ from typing import Any, Final, NoReturn, TypeVar
 import anyio
 import click
 
-from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError
+from bulkstop.cli.options import flag_of
+from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError, ParameterError
 
 T = TypeVar("T")
 
@@ -43,8 +44,9 @@ def use_uvloop() -> bool:
 
 
 def fail(error: BulkstopError) -> NoReturn:
-    """Print a one-line error and exit with its code."""
-    click.echo(f"bulkstop: error: {error}", err=True)
+    """Print a one-line error and exit with its code (a parameter named by its flag)."""
+    message = error.naming(flag_of) if isinstance(error, ParameterError) else str(error)
+    click.echo(f"bulkstop: error: {message}", err=True)
     sys.exit(error.exit_code)
 
 

@@ -39,6 +39,8 @@ MOCK_STARTUP_TIMEOUT: Final = 60.0
 CLIENT: Final = "client"
 MOCK: Final = "mock"
 MACHINE: Final = "machine"
+#: The server :class:`MockProcess` runs unless told otherwise: bulkstop's mock cloud.
+MOCK_MODULE: Final = "bulkstop.mockcloud"
 
 
 class BenchmarkError(RuntimeError):
@@ -267,11 +269,14 @@ class MockProcess(ProcessCloud):
     (:class:`bulkstop.testing.ProcessCloud`: credentials, admin endpoints, teardown).
 
     Use as a context manager; :attr:`info` is the JSON line it printed (URLs, credentials,
-    project ids).
+    project ids). ``module`` runs another server that prints the same line and serves the same
+    two admin endpoints (reset, requests): :mod:`benchmarks.nova`, the minimal Nova.
     """
 
-    def __init__(self, args: Sequence[str]) -> None:
-        super().__init__(*args, env=child_env(), cwd=ROOT, timeout=MOCK_STARTUP_TIMEOUT)
+    def __init__(self, args: Sequence[str], *, module: str = MOCK_MODULE) -> None:
+        super().__init__(
+            *args, env=child_env(), cwd=ROOT, timeout=MOCK_STARTUP_TIMEOUT, module=module
+        )
         try:
             self.start()
         except RuntimeError as exc:

@@ -19,6 +19,7 @@ from bulkstop.mockcloud import credentials
 
 #: Seconds the process may take to print its line, to answer an admin call, or to exit.
 PROCESS_TIMEOUT: Final = 30.0
+MOCK_MODULE: Final = "bulkstop.mockcloud"
 
 
 class ProcessCloud:
@@ -36,8 +37,11 @@ class ProcessCloud:
         cwd: str | os.PathLike[str] | None = None,
         stderr_path: str | os.PathLike[str] | None = None,
         timeout: float = PROCESS_TIMEOUT,
+        module: str = MOCK_MODULE,
     ) -> None:
         self.args = args
+        #: The module run with ``python -m``: the mock, or a server printing the same line.
+        self.module = module
         self._env = dict(os.environ if env is None else env)
         self._cwd = cwd
         #: Where the mock's stderr goes (None: a temporary file, gone once closed).
@@ -77,7 +81,7 @@ class ProcessCloud:
         else:
             self._stderr = self.stderr_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bulkstop.mockcloud", *self.args],
+            [sys.executable, "-m", self.module, *self.args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -94,7 +98,7 @@ class ProcessCloud:
         if not line:
             error = self._stderr_text()
             self.close()
-            raise RuntimeError(f"the mock cloud did not start: {error[-2000:]}")
+            raise RuntimeError(f"{self.module} did not start: {error[-2000:]}")
         self.info = json.loads(line)
 
     def _stderr_text(self) -> str:

@@ -33,9 +33,6 @@ def anyio_backend() -> str:
 
 def engine_for(fake: FakeCompute, clock: FakeClock, **options: object) -> Engine:
     settings: dict[str, object] = {"rate": 0, "concurrency": 4, "poll_interval": 1.0, **options}
-    dispatcher = options.pop("dispatcher", None)
-    settings.pop("dispatcher", None)
-    extra = {} if dispatcher is None else {"dispatcher": dispatcher}
     return Engine(
         compute=fake,
         scopes=("p1",),
@@ -43,7 +40,6 @@ def engine_for(fake: FakeCompute, clock: FakeClock, **options: object) -> Engine
         rng=random.Random(0),
         clock=clock,
         sleep=clock.sleep,
-        **extra,  # type: ignore[arg-type]
     )
 
 

@@ -13,7 +13,7 @@ import anyio
 import anyio.to_thread
 import click
 
-from bulkstop.cli.console import fail, run_async
+from bulkstop.cli.console import cli_words, fail, run_async
 from bulkstop.cli.options import action_options, default_report_path, refuse_selection
 from bulkstop.cli.progress import Progress
 from bulkstop.cli.recovery import (
@@ -114,7 +114,7 @@ def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | 
             ask=not params["yes"],
         )
     )
-    click.echo(render_summary(report), err=True)
+    click.echo(cli_words(render_summary(report)), err=True)
     if request.report_path not in (None, "-"):
         click.echo(f"report: {request.report_path}", err=True)
     if hint := resume_hint(request, report):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final, NoReturn, TypeVar
 
 import anyio
@@ -27,9 +28,43 @@ T = TypeVar("T")
 GC_THRESHOLDS: Final = (10_000, 10, 10)
 
 
+#: The option that sets each library parameter a message may name. The library speaks of
+#: parameters (written `name` in its messages); the CLI shows the flag instead.
+PARAMETER_FLAGS: Final[Mapping[str, str]] = {
+    "tags": "--tag",
+    "any_tags": "--any-tag",
+    "ids": "--ids-file",
+    "select_all": "--all",
+    "only": "--only",
+    "projects": "--project",
+    "all_projects": "--all-projects",
+    "os_cloud": "--os-cloud",
+    "endpoint": "--endpoint",
+    "max_servers": "--max-servers",
+    "max_percent": "--max-percent",
+    "max_errors": "--max-errors",
+    "deadline": "--deadline",
+    "dry_run": "--dry-run",
+    "report": "--report",
+    "journal": "--journal",
+    "resume": "--resume",
+    "plan_max_age": "--plan-max-age",
+    "wait": "--wait",
+    "wait_timeout": "--wait-timeout",
+    "rate": "--rate",
+    "concurrency": "--concurrency",
+}
+_PARAMETER: Final = re.compile(r"`([a-z_]+)`")
+
+
+def cli_words(text: str) -> str:
+    """A library message as the CLI says it: each `parameter` becomes its ``--flag``."""
+    return _PARAMETER.sub(lambda m: PARAMETER_FLAGS.get(m.group(1), m.group(0)), text)
+
+
 def fail(error: BulkstopError) -> NoReturn:
     """Print a one-line error and exit with its code."""
-    click.echo(f"bulkstop: error: {error}", err=True)
+    click.echo(f"bulkstop: error: {cli_words(str(error))}", err=True)
     sys.exit(error.exit_code)
 
 

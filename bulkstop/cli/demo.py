@@ -17,7 +17,7 @@ from typing import Final
 
 import click
 
-from bulkstop.cli.console import run_async
+from bulkstop.cli.console import cli_words, run_async
 from bulkstop.cli.progress import Progress
 from bulkstop.cloud.auth import AuthSettings
 from bulkstop.cloud.http import DEFAULT_REQUEST_TIMEOUT, open_compute
@@ -104,7 +104,7 @@ def demo(
         report_path=report_path,
     )
     report = run_async(functools.partial(_demo, config, request, quiet=quiet))
-    click.echo(render_summary(report), err=True)
+    click.echo(cli_words(render_summary(report)), err=True)
     if report_path != "-":
         click.echo(f"report: {report_path}", err=True)
 

@@ -75,14 +75,14 @@ _SCOPE_OPTIONS: Final = frozenset(
     }
 )
 _HOW_TO_CONFIGURE: Final = (
-    "set OS_CLOUD (or pass --os-cloud) to name a clouds.yaml entry, or set OS_AUTH_URL, "
+    "set OS_CLOUD (or pass `os_cloud`) to name a clouds.yaml entry, or set OS_AUTH_URL, "
     "OS_USERNAME, OS_PASSWORD, OS_USER_DOMAIN_NAME and OS_PROJECT_ID (or "
     "OS_APPLICATION_CREDENTIAL_ID and OS_APPLICATION_CREDENTIAL_SECRET with "
     "OS_AUTH_TYPE=v3applicationcredential)"
 )
 _NOT_SCOPED: Final = (
     "the credentials are not scoped to a project: set OS_PROJECT_ID (or OS_PROJECT_NAME with "
-    "OS_PROJECT_DOMAIN_NAME), add a project to the clouds.yaml entry, or pass --project"
+    "OS_PROJECT_DOMAIN_NAME), add a project to the clouds.yaml entry, or pass `projects`"
 )
 
 
@@ -107,7 +107,7 @@ class AuthSettings:
 
     def __post_init__(self) -> None:
         if self.all_projects and self.projects:
-            raise UsageError("--all-projects and --project exclude each other")
+            raise UsageError("`all_projects` and `projects` exclude each other")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -300,7 +300,7 @@ class Keystone:
             region = f", region {self._region_name}" if self._region_name else ""
             raise AuthError(
                 f"Keystone's catalog for project {project_id} has no compute endpoint "
-                f"(interface {self._interface}{region}); pass --endpoint to name it"
+                f"(interface {self._interface}{region}); pass `endpoint` to name it"
             )
         return found.rstrip("/")
 

@@ -92,11 +92,6 @@ class Verdict:
     delay: float | None = None
 
     @property
-    def retry(self) -> bool:
-        """Worth sending again (after ``delay`` or a backoff)."""
-        return self.kind in (Kind.THROTTLED, Kind.TRANSIENT)
-
-    @property
     def is_auth(self) -> bool:
         """The credentials, not the request, are the problem (exit 3 when a read fails so)."""
         return self.kind in (Kind.AUTH_EXPIRED, Kind.FORBIDDEN)
@@ -112,7 +107,9 @@ class CodeRule:
 
 #: Cloud error codes with a meaning of their own (Huawei BMS/ECS/API gateway), by code.
 #: Source: ``docs/huawei-cloud.md`` (shared docs), section 2 "Error codes" and section 3;
-#: Huawei notes that "HTTP codes may be inaccurate", hence the table ignores the status.
+#: Huawei notes that "HTTP codes may be inaccurate", hence the table ignores the status. The
+#: rows hold for every action bulkstop sends (BMS.0039 can only answer a stop); a code whose
+#: meaning differs between stop and start would need the action in :class:`CodeRule`.
 CODE_TABLE: Final[Mapping[str, CodeRule]] = MappingProxyType(
     {
         "BMS.0039": CodeRule(kind=Kind.ALREADY_DONE, reason="already stopped (BMS.0039)"),

@@ -49,7 +49,7 @@ class TestTable:
         if verdict.delay is not None:
             assert verdict.kind in (Kind.THROTTLED, Kind.TRANSIENT)
             assert 0.0 <= verdict.delay <= MAX_RETRY_AFTER
-        if reply.retry_after is not None and verdict.retry:
+        if reply.retry_after is not None and verdict.kind in (Kind.THROTTLED, Kind.TRANSIENT):
             assert verdict.delay == min(max(reply.retry_after, 0.0), MAX_RETRY_AFTER)
 
     @given(statuses, st.sampled_from(sorted(CODE_TABLE)), messages, retry_afters)

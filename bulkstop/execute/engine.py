@@ -113,11 +113,10 @@ class Engine:
         self.reader = Reader(compute=compute, gate=self.gate)
         self.resolver = Resolver(reader=self.reader, scopes=self.scopes, spec=options.spec)
         deadline = options.rails.deadline
+        # On our monotonic clock: wall clocks can jump during a long run.
+        deadline_at = None if deadline is None else clock() + (deadline - utc_now()).total_seconds()
         self.halting = Halting(
-            # On our monotonic clock: wall clocks can jump during a long run.
-            deadline_at=None
-            if deadline is None
-            else clock() + (deadline - utc_now()).total_seconds(),
+            deadline_at=deadline_at,
             max_errors=options.rails.max_errors,
             clock=clock,
         )

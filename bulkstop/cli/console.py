@@ -40,6 +40,7 @@ PARAMETER_FLAGS: Final[Mapping[str, str]] = {
     "all_projects": "--all-projects",
     "os_cloud": "--os-cloud",
     "endpoint": "--endpoint",
+    "region_name": "--region",
     "max_servers": "--max-servers",
     "max_percent": "--max-percent",
     "max_errors": "--max-errors",

@@ -329,7 +329,7 @@ class Keystone:
         if not url or _COMPUTE_V2.search(urlsplit(url).path):
             raise AuthError(
                 f"the catalog's compute URL {found} is the v2 API, and version discovery found "
-                "no v2.1 beside it; pass --endpoint with the v2.1 URL"
+                "no v2.1 beside it; pass `endpoint` with the v2.1 URL"
             )
         return str(url).rstrip("/")
 

@@ -7,6 +7,7 @@ something the cloud or the input did.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import os
 import re
 import sys
@@ -16,7 +17,8 @@ from typing import Any, Final, NoReturn, TypeVar
 import anyio
 import click
 
-from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError
+from bulkstop.cli.options import flag_of
+from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError, ParameterError
 
 T = TypeVar("T")
 
@@ -26,6 +28,20 @@ T = TypeVar("T")
 #: flight and the plan, and takes 35-50 % of a run's CPU (benchmarks/README.md). Cyclic garbage
 #: waits a little longer; nothing else changes.
 GC_THRESHOLDS: Final = (10_000, 10, 10)
+#: Environment variable naming the event loop: ``asyncio`` or ``uvloop``; unset (or anything
+#: else): uvloop when it is installed (the ``fast`` extra), else asyncio's own loop.
+LOOP_ENV: Final = "BULKSTOP_LOOP"
+
+
+def use_uvloop() -> bool:
+    """Whether commands run on uvloop: installed, and not turned off by ``BULKSTOP_LOOP``.
+
+    uvloop spends less CPU per request than asyncio's loop (benchmarks/README.md); asyncio's
+    loop stays supported (``BULKSTOP_LOOP=asyncio``) for platforms or debugging without it.
+    """
+    if os.environ.get(LOOP_ENV, "").strip().lower() == "asyncio":
+        return False
+    return importlib.util.find_spec("uvloop") is not None
 
 
 #: The option that sets each library parameter a message may name. The library speaks of
@@ -64,8 +80,9 @@ def cli_words(text: str) -> str:
 
 
 def fail(error: BulkstopError) -> NoReturn:
-    """Print a one-line error and exit with its code."""
-    click.echo(f"bulkstop: error: {cli_words(str(error))}", err=True)
+    """Print a one-line error and exit with its code (a parameter named by its flag)."""
+    message = error.naming(flag_of) if isinstance(error, ParameterError) else str(error)
+    click.echo(f"bulkstop: error: {cli_words(message)}", err=True)
     sys.exit(error.exit_code)
 
 
@@ -74,7 +91,7 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
-        return anyio.run(main)
+        return anyio.run(main, backend_options={"use_uvloop": use_uvloop()})
     except BulkstopError as exc:
         fail(exc)
     except KeyboardInterrupt:

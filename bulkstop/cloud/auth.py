@@ -19,12 +19,17 @@ Three layers:
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.metadata
+import importlib.util
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -143,6 +148,32 @@ class TlsSettings:
     cert: str | tuple[str, str] | None = None
 
 
+@functools.cache
+def config_loader() -> tuple[ModuleType, ModuleType]:
+    """openstacksdk's ``openstack.config`` and ``openstack.exceptions``, without the rest of it.
+
+    ``import openstack.config`` first runs ``openstack/__init__.py``, which imports the whole
+    SDK (``openstack.connection`` and every service proxy: ~460 modules, the largest single part
+    of a run's start-up, benchmarks/README.md); the loader needs ~17 of them. Unless the SDK is
+    loaded already, the package is put in place for this import without running its
+    ``__init__``, and taken out of ``sys.modules`` again with everything imported under it: a
+    later ``import openstack`` (the SDK used beside bulkstop) gets the whole, real package.
+    Called on first use (not at import: ``--help`` need not pay even this).
+    """
+    names = ("openstack.config", "openstack.exceptions")
+    spec = importlib.util.find_spec("openstack")
+    if "openstack" in sys.modules or spec is None or spec.submodule_search_locations is None:
+        config, exceptions = (importlib.import_module(name) for name in names)
+        return config, exceptions
+    sys.modules["openstack"] = importlib.util.module_from_spec(spec)
+    try:
+        config, exceptions = (importlib.import_module(name) for name in names)
+    finally:
+        for name in [n for n in sys.modules if n == "openstack" or n.startswith("openstack.")]:
+            del sys.modules[name]
+    return config, exceptions
+
+
 def projects_in_scope(settings: AuthSettings, own_project_id: str | None) -> list[str]:
     """The project ids to act in (the order of the listing and of the report).
 
@@ -192,9 +223,7 @@ class Keystone:
         Raises ConfigError when the configuration is missing, incomplete or names an unknown
         cloud or auth type.
         """
-        # Imported here: openstack.config takes ~0.3 s to import, which `--help` need not pay.
-        from openstack import config as os_config
-        from openstack import exceptions as os_exc
+        os_config, os_exc = config_loader()
 
         overrides: dict[str, Any] = {
             key: value

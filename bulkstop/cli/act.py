@@ -17,7 +17,7 @@ import click
 
 from bulkstop import api
 from bulkstop.api import RunResult
-from bulkstop.cli.console import fail, run_async
+from bulkstop.cli.console import cli_words, fail, run_async
 from bulkstop.cli.options import action_options, default_report_path, refuse_selection
 from bulkstop.cli.progress import Progress, shown
 from bulkstop.cli.recovery import (
@@ -116,7 +116,7 @@ def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | 
         progress = Progress(stream=sys.stderr, interactive=sys.stderr.isatty(), verb=action.verb)
     confirm = None if params["yes"] else functools.partial(_confirm, action)
     result = run_async(functools.partial(_run, call, progress=progress, confirm=confirm))
-    click.echo(result.summary, err=True)
+    click.echo(cli_words(result.summary), err=True)
     if result.report_path not in (None, "-"):
         click.echo(f"report: {result.report_path}", err=True)
     if hint := resume_hint(result, action.verb):

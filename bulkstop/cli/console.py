@@ -9,8 +9,9 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
+import re
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final, NoReturn, TypeVar
 
 import anyio
@@ -43,10 +44,45 @@ def use_uvloop() -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
 
+#: The option that sets each library parameter a message may name. The library speaks of
+#: parameters (written `name` in its messages); the CLI shows the flag instead.
+PARAMETER_FLAGS: Final[Mapping[str, str]] = {
+    "tags": "--tag",
+    "any_tags": "--any-tag",
+    "ids": "--ids-file",
+    "select_all": "--all",
+    "only": "--only",
+    "projects": "--project",
+    "all_projects": "--all-projects",
+    "os_cloud": "--os-cloud",
+    "endpoint": "--endpoint",
+    "region_name": "--region",
+    "max_servers": "--max-servers",
+    "max_percent": "--max-percent",
+    "max_errors": "--max-errors",
+    "deadline": "--deadline",
+    "dry_run": "--dry-run",
+    "report": "--report",
+    "journal": "--journal",
+    "resume": "--resume",
+    "plan_max_age": "--plan-max-age",
+    "wait": "--wait",
+    "wait_timeout": "--wait-timeout",
+    "rate": "--rate",
+    "concurrency": "--concurrency",
+}
+_PARAMETER: Final = re.compile(r"`([a-z_]+)`")
+
+
+def cli_words(text: str) -> str:
+    """A library message as the CLI says it: each `parameter` becomes its ``--flag``."""
+    return _PARAMETER.sub(lambda m: PARAMETER_FLAGS.get(m.group(1), m.group(0)), text)
+
+
 def fail(error: BulkstopError) -> NoReturn:
     """Print a one-line error and exit with its code (a parameter named by its flag)."""
     message = error.naming(flag_of) if isinstance(error, ParameterError) else str(error)
-    click.echo(f"bulkstop: error: {message}", err=True)
+    click.echo(f"bulkstop: error: {cli_words(message)}", err=True)
     sys.exit(error.exit_code)
 
 

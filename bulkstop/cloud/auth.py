@@ -84,14 +84,14 @@ _SCOPE_OPTIONS: Final = frozenset(
 #: A catalog compute URL of the v2 API (``/v2`` or ``/v2/{project_id}``, Huawei's IAM).
 _COMPUTE_V2: Final = re.compile(r"/v2(/[^/]+)?/?$")
 _HOW_TO_CONFIGURE: Final = (
-    "set OS_CLOUD (or pass --os-cloud) to name a clouds.yaml entry, or set OS_AUTH_URL, "
+    "set OS_CLOUD (or pass `os_cloud`) to name a clouds.yaml entry, or set OS_AUTH_URL, "
     "OS_USERNAME, OS_PASSWORD, OS_USER_DOMAIN_NAME and OS_PROJECT_ID (or "
     "OS_APPLICATION_CREDENTIAL_ID and OS_APPLICATION_CREDENTIAL_SECRET with "
     "OS_AUTH_TYPE=v3applicationcredential)"
 )
 _NOT_SCOPED: Final = (
     "the credentials are not scoped to a project: set OS_PROJECT_ID (or OS_PROJECT_NAME with "
-    "OS_PROJECT_DOMAIN_NAME), add a project to the clouds.yaml entry, or pass --project"
+    "OS_PROJECT_DOMAIN_NAME), add a project to the clouds.yaml entry, or pass `projects`"
 )
 
 
@@ -116,7 +116,7 @@ class AuthSettings:
 
     def __post_init__(self) -> None:
         if self.all_projects and self.projects:
-            raise UsageError("--all-projects and --project exclude each other")
+            raise UsageError("`all_projects` and `projects` exclude each other")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -334,7 +334,7 @@ class Keystone:
             region = f", region {self._region_name}" if self._region_name else ""
             raise AuthError(
                 f"Keystone's catalog for project {project_id} has no compute endpoint "
-                f"(interface {self._interface}{region}); pass --endpoint to name it"
+                f"(interface {self._interface}{region}); pass `endpoint` to name it"
             )
         if _COMPUTE_V2.search(urlsplit(found).path):
             return self._upgraded(plugin, access, found)
@@ -358,7 +358,7 @@ class Keystone:
         if not url or _COMPUTE_V2.search(urlsplit(url).path):
             raise AuthError(
                 f"the catalog's compute URL {found} is the v2 API, and version discovery found "
-                "no v2.1 beside it; pass --endpoint with the v2.1 URL"
+                "no v2.1 beside it; pass `endpoint` with the v2.1 URL"
             )
         return str(url).rstrip("/")
 

@@ -167,7 +167,9 @@ def expand(template: str, *, project_id: str, region: str | None, service: str =
     url = url.replace("{service}", service)
     if "{region}" in url:
         if not region:
-            raise ConfigError("no region is configured: set region_name or pass --region")
+            raise ConfigError(
+                "no region is configured: set region_name in clouds.yaml or pass `region_name`"
+            )
         url = url.replace("{region}", region)
     return url.rstrip("/")
 

@@ -162,7 +162,7 @@ class Journal(Observer):
         except FileExistsError:
             raise UsageError(
                 f"journal {self.path} already exists and its run did not finish: continue it "
-                f"with --resume {self.path}, or choose another --journal"
+                f"with `resume` {self.path}, or choose another `journal`"
             ) from None
         except OSError as exc:
             raise UsageError(f"cannot create journal {self.path}: {exc.strerror}") from None

@@ -197,7 +197,7 @@ class TestWriting:
         path.write_text("")
         fake = fleet()
         request = RunRequest(selector=NIGHTLY, options=FAST, journal_path=str(path))
-        with pytest.raises(UsageError, match="--resume"):
+        with pytest.raises(UsageError, match="`resume`"):
             await run(compute=fake, scopes=("p1",), request=request)
         assert stops(fake) == []
 

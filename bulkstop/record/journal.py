@@ -46,7 +46,7 @@ from bulkstop.models import Action, ServerResult
 from bulkstop.plan.eligibility import PlanEntry
 
 # The report's per-server fields are the journal's outcome fields: one serialization for both.
-from bulkstop.record.report import server_from_dict, server_to_dict
+from bulkstop.record.report import server_from_dict, server_json, utf8_string
 from bulkstop.timespec import format_time, parse_moment, utc_now
 
 SCHEMA: Final = "bulkstop/journal/v1"
@@ -59,8 +59,6 @@ _MODE: Final = 0o600
 _NEW_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL
 _APPEND_FLAGS: Final = os.O_WRONLY | os.O_APPEND
 _dumps: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-#: A string as ``_dumps`` writes it (the C function behind the encoder, ``ensure_ascii=False``).
-_string: Final = json.encoder.encode_basestring
 
 ErrorHook = Callable[[str], None]
 
@@ -312,28 +310,9 @@ class Journal(Observer):
 
 def outcome_record(result: ServerResult) -> str:
     """A server's ``outcome`` record: the text ``_dumps`` makes of ``{"type": "outcome",
-    **server_to_dict(result)}``, formatted by hand when there is no error.
-
-    One per server on the hot path: the general encoder (a dict built, then walked) costs about
-    three times as much as this (benchmarks/README.md). A test holds the two equal.
+    **server_to_dict(result)}`` (:func:`~bulkstop.record.report.server_json`, formatted by hand).
     """
-    if result.error is not None:
-        return _dumps({"type": "outcome", **server_to_dict(result)})
-    status, reason, request_id, elapsed = (
-        result.http_status,
-        result.reason,
-        result.request_id,
-        result.elapsed,
-    )
-    return (
-        f'{{"type":"outcome","id":{_string(result.id)},"project_id":{_string(result.project_id)},'
-        f'"name":{_string(result.name)},"outcome":{_string(result.outcome.value)},'
-        f'"http_status":{"null" if status is None else int.__repr__(status)},'
-        f'"attempts":{int.__repr__(result.attempts)},"error":null,'
-        f'"reason":{"null" if reason is None else _string(reason)},'
-        f'"request_id":{"null" if request_id is None else _string(request_id)},'
-        f'"elapsed":{"null" if elapsed is None else repr(round(elapsed, 4))}}}'
-    )
+    return '{"type":"outcome",' + server_json(result, string=utf8_string)[1:]
 
 
 def plan_targets(plan: Plan) -> Iterator[Target]:

@@ -12,7 +12,8 @@ Schema ``bulkstop/report/v1``::
                   "elapsed": 0.02}]}
 
 ``summary`` and ``projects`` are derived from ``servers`` (they are written for readers and
-recomputed on read). Reports are written atomically (temporary file + rename) with owner-only
+recomputed on read); one pass over the servers (:class:`Tally`) counts everything the report
+and the human summary show. Reports are written atomically (temporary file + rename) with owner-only
 permissions, and never contain a password, secret or token: nothing secret is ever put in one.
 """
 
@@ -24,7 +25,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,7 +43,12 @@ from bulkstop.models import INTERRUPTED, REPORT_SCHEMA, ErrorInfo, Outcome, Serv
 from bulkstop.timespec import format_time, parse_moment
 
 SCHEMA: Final = REPORT_SCHEMA
-_dumps: Final = json.JSONEncoder().encode
+#: The compact encoder of report rows and journal records (``server_json`` falls back on it).
+_compact: Final = json.JSONEncoder(separators=(",", ":")).encode
+_utf8: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: A string as ``_compact`` and ``_utf8`` write it (the C functions behind the encoders).
+_ascii: Final = json.encoder.encode_basestring_ascii
+utf8_string: Final = json.encoder.encode_basestring
 #: How many of the most common errors and slowest requests the human summary lists.
 SUMMARY_TOP: Final = 5
 
@@ -63,15 +69,25 @@ class Report:
     #: Compute API requests sent, per project.
     requests: Mapping[str, int] = field(default_factory=dict)
 
+    _tally: Tally | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def tally(self) -> Tally:
+        """What the servers add up to, counted once (in one pass) and kept."""
+        if self._tally is None:
+            object.__setattr__(self, "_tally", Tally.of(self.servers))
+        assert self._tally is not None
+        return self._tally
+
     @property
     def outcomes(self) -> collections.Counter[str]:
         """How many servers ended with each outcome."""
-        return collections.Counter(s.outcome.value for s in self.servers)
+        return self.tally.outcomes
 
     @property
     def has_failures(self) -> bool:
         """True when any server is ``failed`` or ``not_found``."""
-        return any(s.outcome.is_failure for s in self.servers)
+        return bool(self.tally.failures)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document."""
@@ -80,9 +96,7 @@ class Report:
 
     def _parts(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The document's keys before ``servers`` and after it."""
-        statuses = collections.Counter(
-            str(s.http_status) for s in self.servers if s.http_status is not None
-        )
+        tally = self.tally
         head = {
             "schema": SCHEMA,
             "action": self.action,
@@ -95,10 +109,10 @@ class Report:
             "requests": dict(self.requests),
             "summary": {
                 "selected": len(self.servers),
-                "outcomes": dict(sorted(self.outcomes.items())),
-                "http_status": dict(sorted(statuses.items())),
+                "outcomes": dict(sorted(tally.outcomes.items())),
+                "http_status": dict(sorted(tally.statuses.items())),
             },
-            "projects": _per_project(self.servers),
+            "projects": tally.per_project(),
         }
         return head, ({"plan": {"digest": self.plan_digest}} if self.dry_run else {})
 
@@ -150,14 +164,45 @@ class Report:
             raise InputError(f"malformed bulkstop report: {exc!r}", source=source) from None
 
 
-def _per_project(servers: Iterable[ServerResult]) -> dict[str, Any]:
-    projects: dict[str, collections.Counter[str]] = {}
-    for s in servers:
-        projects.setdefault(s.project_id, collections.Counter())[s.outcome.value] += 1
-    return {
-        pid: {"selected": sum(c.values()), "outcomes": dict(sorted(c.items()))}
-        for pid, c in sorted(projects.items())
-    }
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tally:
+    """The counts a report's summary, its ``projects`` and the human summary show."""
+
+    outcomes: collections.Counter[str]
+    #: By HTTP status (as a string, the JSON key) of the servers that got an answer.
+    statuses: collections.Counter[str]
+    projects: dict[str, collections.Counter[str]]
+    #: The servers that are ``failed`` or ``not_found``, in report order.
+    failures: tuple[ServerResult, ...]
+
+    @classmethod
+    def of(cls, servers: Iterable[ServerResult]) -> Tally:
+        """Count ``servers`` in one pass (a report of 100,000 is walked once, not five times)."""
+        outcomes: collections.Counter[str] = collections.Counter()
+        statuses: collections.Counter[str] = collections.Counter()
+        projects: dict[str, collections.Counter[str]] = {}
+        failures = []
+        for s in servers:
+            outcome = s.outcome.value
+            outcomes[outcome] += 1
+            if s.http_status is not None:
+                statuses[str(s.http_status)] += 1
+            counter = projects.get(s.project_id)
+            if counter is None:
+                counter = projects[s.project_id] = collections.Counter()
+            counter[outcome] += 1
+            if s.outcome.is_failure:
+                failures.append(s)
+        return cls(
+            outcomes=outcomes, statuses=statuses, projects=projects, failures=tuple(failures)
+        )
+
+    def per_project(self) -> dict[str, Any]:
+        """The report's ``projects`` object."""
+        return {
+            pid: {"selected": sum(c.values()), "outcomes": dict(sorted(c.items()))}
+            for pid, c in sorted(self.projects.items())
+        }
 
 
 def server_to_dict(s: ServerResult) -> dict[str, Any]:
@@ -174,6 +219,28 @@ def server_to_dict(s: ServerResult) -> dict[str, Any]:
         "request_id": s.request_id,
         "elapsed": None if s.elapsed is None else round(s.elapsed, 4),
     }
+
+
+def server_json(s: ServerResult, *, string: Callable[[str], str] = _ascii) -> str:
+    """:func:`server_to_dict` as compact JSON text, formatted by hand when there is no error.
+
+    One per server in the report and one in the journal: the general encoder (a dict built,
+    then walked) costs about three times as much (benchmarks/README.md). ``string`` encodes a
+    string: ASCII-only by default (the report); the journal passes the UTF-8 one. A test holds
+    this equal to the encoder's text.
+    """
+    if s.error is not None:
+        return _compact(server_to_dict(s)) if string is _ascii else _utf8(server_to_dict(s))
+    status, reason, request_id, elapsed = s.http_status, s.reason, s.request_id, s.elapsed
+    return (
+        f'{{"id":{string(s.id)},"project_id":{string(s.project_id)},'
+        f'"name":{string(s.name)},"outcome":{string(s.outcome.value)},'
+        f'"http_status":{"null" if status is None else int.__repr__(status)},'
+        f'"attempts":{int.__repr__(s.attempts)},"error":null,'
+        f'"reason":{"null" if reason is None else string(reason)},'
+        f'"request_id":{"null" if request_id is None else string(request_id)},'
+        f'"elapsed":{"null" if elapsed is None else repr(round(elapsed, 4))}}}'
+    )
 
 
 def server_from_dict(d: Mapping[str, Any]) -> ServerResult:
@@ -251,7 +318,7 @@ def json_chunks(report: Report) -> Iterator[str]:
 
     Streamed because a report of 100,000 servers built as one ``json.dumps(..., indent=1)``
     string took ~200 MB at its peak and seconds of pure-Python encoding (``indent`` turns the
-    C encoder off); per server, the C encoder does the work and nothing is kept.
+    C encoder off); each row is formatted by :func:`server_json` and nothing is kept.
     """
     head, tail = report._parts()
     text = json.dumps({**head, "servers": [], **tail}, indent=1) + "\n"
@@ -261,7 +328,7 @@ def json_chunks(report: Report) -> Iterator[str]:
     yield before + '\n "servers": ['
     separator = "\n  "
     for server in report.servers:
-        yield separator + _dumps(server_to_dict(server))
+        yield separator + server_json(server)
         separator = ",\n  "
     yield ("\n ]" if report.servers else "]") + after
 
@@ -287,13 +354,14 @@ def render_summary(report: Report) -> str:
     lines = [f"{title}: {len(report.servers)} selected in {took:.1f}s"]
     if not report.servers:
         lines.append("  nothing matched: check the tags, the ID file and the projects in scope")
-    counts = report.outcomes
+    tally = report.tally
+    counts = tally.outcomes
     for outcome in Outcome:
         if counts.get(outcome.value):
             lines.append(f"  {outcome.value:<16}{counts[outcome.value]:>8}")
     if report.halted_by:
         lines.append(f"  halted: {report.halted_by}")
-    projects = _per_project(report.servers)
+    projects = tally.per_project()
     if len(projects) > 1:
         lines.append("  per project:")
         for pid, p in projects.items():
@@ -301,8 +369,7 @@ def render_summary(report: Report) -> str:
             lines.append(f"    {pid}: {parts}")
     errors = collections.Counter(
         f"{s.error.code}: {s.error.message}"[:120] if s.error else (s.reason or "?")
-        for s in report.servers
-        if s.outcome.is_failure
+        for s in tally.failures
     )
     if errors:
         lines.append("  most common errors:")

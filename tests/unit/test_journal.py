@@ -23,7 +23,7 @@ from bulkstop.models import INTERRUPTED, Action, ErrorInfo, Outcome, Reply, Serv
 from bulkstop.plan.eligibility import PlanEntry
 from bulkstop.record import journal as journal_module
 from bulkstop.record.journal import SCHEMA, Journal, journal_path_for, read_journal
-from bulkstop.record.report import Report, server_from_dict, server_to_dict
+from bulkstop.record.report import Report, server_from_dict, server_json, server_to_dict
 from bulkstop.record.resume import adopt, journal_report, merge, resume_selector
 from bulkstop.runner import RunRequest, run
 from bulkstop.select.selector import PROTECT_TAG, Selector
@@ -599,9 +599,12 @@ _texts = st.text(max_size=12)
         elapsed=st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False),
     )
 )
-def test_hand_formatted_outcome_record_is_what_the_encoder_writes(result: ServerResult) -> None:
+def test_hand_formatted_records_are_what_the_encoders_write(result: ServerResult) -> None:
     expected = journal_module._dumps({"type": "outcome", **server_to_dict(result)})
     assert journal_module.outcome_record(result) == expected
+    # The report's row: the same fields, ASCII-only, compact.
+    row = json.JSONEncoder(separators=(",", ":")).encode(server_to_dict(result))
+    assert server_json(result) == row
     assert server_from_dict(json.loads(expected)) == dataclasses.replace(
         result, elapsed=None if result.elapsed is None else round(result.elapsed, 4)
     )

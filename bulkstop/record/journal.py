@@ -18,10 +18,13 @@ Schema ``bulkstop/journal/v1``, one JSON object per line::
 find), in report order. A resumed run appends to the same journal after a ``resume`` record,
 so one journal describes one logical run however often it was interrupted.
 
-Durability: every record is one ``os.write`` on an ``O_APPEND`` descriptor, made before the
-engine goes on (an intent before its request is sent, an outcome as soon as it is known). A
-killed process loses nothing the kernel has, so a ``kill -9`` at any instant loses at most the
-outcomes of requests in flight. ``fsync`` (which only matters for power loss) runs on a
+Durability: records are written with ``os.write`` on an ``O_APPEND`` descriptor, at most one
+write per event-loop turn: an intent is written at once, before its request is sent (with any
+outcomes waiting, in order); an outcome waits for the next intent or the end of the loop turn it
+was known in, whichever comes first (at most ``concurrency`` outcomes wait). A killed process
+loses nothing the kernel has, so a ``kill -9`` at any instant loses at most the outcomes of
+requests in flight or answered in that last turn: their intents are written, so a resume checks
+them like any request whose fate is unknown. ``fsync`` (which only matters for power loss) runs on a
 background thread at most every :data:`DEFAULT_SYNC_INTERVAL` seconds and at close, so the run
 never waits for the disk. A torn last line (the process died mid-write, or the machine lost
 power) is ignored on read and cut off before a resumed run appends; a bad line anywhere else is
@@ -30,6 +33,7 @@ an :class:`~bulkstop.errors.InputError` naming the line. Files are created owner
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -133,6 +137,9 @@ class Journal(Observer):
         self._on_error: ErrorHook | None = None
         self._failed: str | None = None
         self._dirty = False
+        #: Records not yet written (outcomes waiting for an intent or the end of a loop turn).
+        self._pending: list[str] = []
+        self._flush_scheduled = False
         self._closing = threading.Event()
         self._syncer: threading.Thread | None = None
 
@@ -250,14 +257,34 @@ class Journal(Observer):
         )
         self._syncer.start()
 
-    # -- observer hooks (the hot path: one small write each) -----------------------------------
+    # -- observer hooks (the hot path: one write per loop turn) -------------------------------
 
     def sending(self, entry: PlanEntry) -> None:
         # Formatted by hand: encoding a dict would triple the cost of the commonest record.
-        self._write(f'{{"type":"intent","id":{_dumps(entry.server.id)}}}')
+        # Written now, with the outcomes waiting: the intent must reach the OS before its request.
+        self._pending.append(f'{{"type":"intent","id":{_dumps(entry.server.id)}}}')
+        self._flush()
 
     def finished(self, result: ServerResult) -> None:
-        self._write(outcome_record(result))
+        self._pending.append(outcome_record(result))
+        if self._flush_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside an event loop: nothing to batch with
+            self._flush()
+            return
+        # The outcomes of one loop turn go out in one write, unless an intent takes them first.
+        self._flush_scheduled = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write the records waiting, in one ``os.write``."""
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        records, self._pending = self._pending, []
+        self._write("\n".join(records))
 
     def _write(self, record: str) -> None:
         if self._fd is None or self._failed is not None:
@@ -293,6 +320,7 @@ class Journal(Observer):
         fd = self._fd
         if fd is None:
             return
+        self._flush()
         self._write(
             _dumps({"type": "end", "finished_at": format_time(utc_now()), "halted_by": halted_by})
         )

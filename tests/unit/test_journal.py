@@ -131,6 +131,30 @@ async def resume(
 class TestWriting:
     """What a run writes, and when."""
 
+    async def test_outcomes_wait_for_the_next_intent_or_the_end_of_the_loop_turn(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "run.journal.jsonl"
+        plan = await plan_of(fleet(4))
+        journal = start_journal(Journal(str(path)), plan)
+        first, second, third = plan.to_send[:3]
+
+        def records() -> list[tuple[str, str]]:
+            lines = path.read_text().splitlines()[1:]
+            return [(r["type"], r["id"]) for r in map(json.loads, lines)]
+
+        journal.sending(first)
+        assert records() == [("intent", first.server.id)]  # before its request: at once
+        journal.finished(accepted(first))
+        assert records() == [("intent", first.server.id)]  # waits (one write per turn)
+        journal.sending(second)  # the intent takes the waiting outcome with it, in order
+        assert records()[1:] == [("outcome", first.server.id), ("intent", second.server.id)]
+        journal.finished(accepted(second))
+        journal.finished(accepted(third))
+        await anyio.sleep(0)  # the end of the loop turn
+        assert records()[3:] == [("outcome", second.server.id), ("outcome", third.server.id)]
+        journal.close(halted_by=None)
+
     async def test_a_run_records_header_intents_outcomes_and_end(self, tmp_path: Path) -> None:
         fake = fleet(4)
         path = tmp_path / "j.jsonl"

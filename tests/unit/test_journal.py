@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import anyio
+import anyio.lowlevel
 import pytest
 from fakes import FakeClock, FakeCompute, make_server
 from hypothesis import HealthCheck, given, settings
@@ -151,7 +151,7 @@ class TestWriting:
         assert records()[1:] == [("outcome", first.server.id), ("intent", second.server.id)]
         journal.finished(accepted(second))
         journal.finished(accepted(third))
-        await anyio.sleep(0)  # the end of the loop turn
+        await anyio.lowlevel.checkpoint()  # the end of the loop turn
         assert records()[3:] == [("outcome", second.server.id), ("outcome", third.server.id)]
         journal.close(halted_by=None)
 

@@ -90,26 +90,32 @@ class NativeDispatcher:
                 waiter.dispatch_done = True
 
     async def _worker(self, queue: Iterator[PlanEntry], waiter: Waiter | None) -> None:
-        ledger = self.context.ledger
-        for entry in queue:
-            if not self.context.halting.may_dispatch():
-                return
-            result = await self._act(entry)
-            if result is None:
-                return
-            if result.outcome is Outcome.ACCEPTED and waiter is not None:
-                waiter.add(entry, result)
-            else:
-                ledger.finish(result)
+        ledger, halting = self.context.ledger, self.context.halting
+        # One cancel scope for all the worker's requests, armed again for each: a halt cancels
+        # the request waiting for its turn (and so ends the worker); once admitted, a request
+        # is in flight and only the runner's grace can cancel it.
+        with halting.waiting() as waiting:
+            for entry in queue:
+                if not halting.may_dispatch():
+                    return
+                halting.arm(waiting)
+                result = await self._act(entry, waiting)
+                if result is None:
+                    return
+                if result.outcome is Outcome.ACCEPTED and waiter is not None:
+                    waiter.add(entry, result)
+                else:
+                    ledger.finish(result)
 
     def _admit(self, entry: PlanEntry, waiting: anyio.CancelScope) -> bool:
         self.context.halting.on_the_wire(waiting)
         return self.context.ledger.admit(entry)
 
-    async def _act(self, entry: PlanEntry) -> ServerResult | None:
+    async def _act(self, entry: PlanEntry, waiting: anyio.CancelScope) -> ServerResult | None:
         """Send the action for one server and judge the answer.
 
-        None when the run was halted while the request waited for its turn (nothing was sent).
+        None when the run was halted while the request waited for its turn (nothing was sent);
+        ``waiting`` is the worker's scope a halt cancels until the request is admitted.
         """
         ctx = self.context
         sid, scope = entry.server.id, entry.scope
@@ -117,17 +123,12 @@ class NativeDispatcher:
             ctx.compute.action, scope, sid, ctx.options.action, stop_type=ctx.options.stop_type
         )
         try:
-            # A halt cancels the request while it waits for its turn; once admitted, it is in
-            # flight and only the runner's grace can cancel it.
-            with ctx.halting.waiting() as waiting:
-                res = await ctx.gate.call(
-                    scope, request, admit=partial(self._admit, entry, waiting)
-                )
-                result = await self._judge(entry, res)
-                # Only an answered request leaves the in-flight set: one cut short by a
-                # cancellation stays there, and the report says its state is unknown.
-                ctx.ledger.answered(sid)
-                return result
+            res = await ctx.gate.call(scope, request, admit=partial(self._admit, entry, waiting))
+            result = await self._judge(entry, res)
+            # Only an answered request leaves the in-flight set: one cut short by a
+            # cancellation stays there, and the report says its state is unknown.
+            ctx.ledger.answered(sid)
+            return result
         except NotAdmitted:
             # Nothing reached the cloud (at most throttled attempts): not attempted, not unknown.
             ctx.ledger.answered(sid)

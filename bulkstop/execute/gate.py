@@ -93,7 +93,9 @@ class Gate:
         self.compute = compute
         self.budgets = budgets
         self.policy = policy
-        self._slots = anyio.Semaphore(concurrency)
+        # fast_acquire: a free slot is taken without a round trip through the event loop (the
+        # request that follows yields soon enough); cancellation is still honoured.
+        self._slots = anyio.Semaphore(concurrency, fast_acquire=True)
         self._rng = rng or random.Random()
         self._clock = clock
         self._sleep = sleep

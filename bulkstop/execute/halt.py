@@ -82,6 +82,14 @@ class Halting:
         finally:
             self._waiting.discard(scope)
 
+    def arm(self, scope: anyio.CancelScope) -> None:
+        """A :meth:`waiting` scope's task waits for its next request's turn: a halt cancels it
+        again (a worker keeps one scope for all its requests: a scope per request cost as much
+        as the rest of the gate)."""
+        self._waiting.add(scope)
+        if self._reason is not None:
+            scope.cancel()
+
     def on_the_wire(self, scope: anyio.CancelScope) -> None:
         """The request of a :meth:`waiting` scope is being sent: a halt no longer cancels it."""
         self._waiting.discard(scope)

@@ -262,7 +262,7 @@ class Journal(Observer):
     def sending(self, entry: PlanEntry) -> None:
         # Formatted by hand: encoding a dict would triple the cost of the commonest record.
         # Written now, with the outcomes waiting: the intent must reach the OS before its request.
-        self._pending.append(f'{{"type":"intent","id":{_dumps(entry.server.id)}}}')
+        self._pending.append(f'{{"type":"intent","id":{utf8_string(entry.server.id)}}}')
         self._flush()
 
     def finished(self, result: ServerResult) -> None:

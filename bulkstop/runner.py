@@ -20,13 +20,14 @@ import signal
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import anyio
 
 from bulkstop.cloud.base import ComputeAPI
 from bulkstop.errors import BulkstopError, RefusedError
 from bulkstop.execute.engine import Engine, Observer, Observers, Plan, RunOptions, first_run_error
+from bulkstop.limits import DEFAULT_GRACE
 from bulkstop.models import INTERRUPTED
 from bulkstop.plan.rails import check_caps
 from bulkstop.record.journal import Journal, JournalState
@@ -34,9 +35,6 @@ from bulkstop.record.report import Report, check_writable, write_report
 from bulkstop.record.resume import adopt, merge
 from bulkstop.select.selector import Selector
 from bulkstop.timespec import utc_now
-
-#: Seconds requests in flight may take to finish after the first interruption.
-DEFAULT_GRACE: Final = 10.0
 
 Confirm = Callable[[Plan], Awaitable[bool]]
 

@@ -20,8 +20,9 @@ import click
 from bulkstop.cli.console import run_async
 from bulkstop.cli.progress import Progress
 from bulkstop.cloud.auth import AuthSettings
-from bulkstop.cloud.http import DEFAULT_REQUEST_TIMEOUT, open_compute
+from bulkstop.cloud.http import open_compute
 from bulkstop.execute.engine import RunOptions
+from bulkstop.limits import DEFAULT_REQUEST_TIMEOUT
 from bulkstop.mockcloud import Faults, MockCloud, MockConfig
 from bulkstop.record.report import Report, render_summary
 from bulkstop.runner import RunRequest, run

@@ -7,11 +7,11 @@ from typing import Any, Final, TypeVar
 
 import click
 
-from bulkstop.cloud.http import DEFAULT_REQUEST_TIMEOUT
 from bulkstop.errors import UsageError
-from bulkstop.execute.engine import DEFAULT_CONCURRENCY, DEFAULT_RATE, DEFAULT_WAIT_TIMEOUT
+from bulkstop.execute.engine import DEFAULT_CONCURRENCY, DEFAULT_RATE
 from bulkstop.execute.gate import DEFAULT_MAX_ATTEMPTS
 from bulkstop.identifiers import validate_project_id, validate_tag
+from bulkstop.limits import DEFAULT_REQUEST_TIMEOUT, DEFAULT_WAIT_TIMEOUT
 from bulkstop.models import Action
 from bulkstop.plan.rails import MIN_FINISHED_FOR_PERCENT, ErrorBudget
 from bulkstop.timespec import parse_duration, utc_now

@@ -36,6 +36,7 @@ from keystoneauth1.identity.base import BaseIdentityPlugin
 from keystoneauth1.identity.v3 import ApplicationCredential
 
 from bulkstop.errors import AuthError, CloudAccessError, ConfigError, EndpointError, UsageError
+from bulkstop.limits import DEFAULT_AUTH_TIMEOUT
 
 
 def _package_version() -> str:
@@ -51,8 +52,6 @@ logging.getLogger("keystoneauth").setLevel(logging.ERROR)
 
 #: How bulkstop introduces itself to Keystone and to the compute API.
 USER_AGENT: Final = f"bulkstop/{_package_version()}"
-#: Seconds one Keystone request may take before the run fails with EndpointError.
-DEFAULT_AUTH_TIMEOUT: Final = 30.0
 #: A token is renewed once less than this many seconds of its lifetime remain...
 RENEW_BEFORE_EXPIRY: Final = 300.0
 #: ...or less than this fraction of its lifetime, whichever comes first...

@@ -25,14 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Final
 
+from bulkstop.limits import MAX_MESSAGE_CHARS, MAX_SCAN_BYTES
 from bulkstop.models import ErrorInfo
 
-#: Longest message kept from a body: enough for Nova's messages (which quote a UUID), short
-#: enough that a 2 MB proxy page does not end up in every line of a report.
-MAX_MESSAGE_CHARS: Final = 200
-#: Only this much of a body is decoded and scanned; an error body longer than this is not JSON
-#: worth reading.
-MAX_SCAN_BYTES: Final = 64 * 1024
 #: Fault code of Nova's throttling answer (413 on old clouds, 429 on newer ones).
 OVER_LIMIT: Final = "overLimit"
 #: Huawei API gateway codes for "throttling threshold reached".

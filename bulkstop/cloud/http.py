@@ -45,12 +45,11 @@ from bulkstop.cloud.auth import (
 )
 from bulkstop.cloud.errorbody import parse_error_body, parse_retry_after, shorten
 from bulkstop.errors import ConfigError, EndpointError
+from bulkstop.limits import DEFAULT_REQUEST_TIMEOUT
 from bulkstop.models import Action, ErrorInfo, ListQuery, Reply, Server, ServerPage
 
 #: The compute microversion that makes Nova honour tag filters (below it they are ignored).
 NOVA_MICROVERSION: Final = "2.26"
-#: Seconds one compute request may take, connection included.
-DEFAULT_REQUEST_TIMEOUT: Final = 30.0
 #: Open connections to the compute endpoint; match the engine's concurrency.
 DEFAULT_POOL_SIZE: Final = 64
 #: Response headers that carry the cloud's request id, in order of preference.

@@ -15,14 +15,20 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
+from bulkstop.limits import DEFAULT_BACKOFF_CAP, DEFAULT_MAX_THROTTLE_WAIT, MAX_RETRY_AFTER
+
+__all__ = [
+    "DEFAULT_BACKOFF_BASE",
+    "DEFAULT_BACKOFF_CAP",
+    "DEFAULT_MAX_THROTTLE_WAIT",
+    "MAX_RETRY_AFTER",
+    "Backoff",
+    "clamp_retry_after",
+    "throttle_delay",
+]
+
 #: First backoff step, in seconds.
 DEFAULT_BACKOFF_BASE: Final = 0.5
-#: No single backoff wait is longer than this.
-DEFAULT_BACKOFF_CAP: Final = 30.0
-#: A ``Retry-After`` longer than this is clamped: a gateway asking for an hour is misconfigured.
-MAX_RETRY_AFTER: Final = 300.0
-#: Total seconds one server may spend waiting on throttles before it is reported ``failed``.
-DEFAULT_MAX_THROTTLE_WAIT: Final = 900.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,6 +56,13 @@ class Backoff:
         return top / 2 + rng.random() * top / 2
 
 
+def clamp_retry_after(retry_after: float | None) -> float | None:
+    """A cloud's ``Retry-After`` as bulkstop honours it: within ``[0, MAX_RETRY_AFTER]``."""
+    if retry_after is None:
+        return None
+    return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+
+
 def throttle_delay(
     retry_after: float | None, attempt: int, backoff: Backoff, rng: random.Random
 ) -> float:
@@ -59,7 +72,7 @@ def throttle_delay(
     that all the requests the gateway bounced do not come back in the same millisecond.
     Without it, exponential backoff over the number of throttles this server has seen.
     """
-    if retry_after is not None:
-        wait = min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+    wait = clamp_retry_after(retry_after)
+    if wait is not None:
         return wait + rng.random() * min(1.0, 0.1 * wait + 0.05)
     return backoff.delay(attempt, rng)

@@ -43,12 +43,14 @@ from bulkstop.errors import (
 )
 from bulkstop.execute.budget import Clock, ProjectBudget, Sleep
 from bulkstop.execute.gate import CallResult, Gate, NotAdmitted, RetryPolicy
+from bulkstop.limits import DEFAULT_WAIT_TIMEOUT, MAX_LIST_PAGES
 from bulkstop.models import (
     INTERRUPTED,
     Action,
     ErrorInfo,
     ListQuery,
     Outcome,
+    Reply,
     Server,
     ServerPage,
     ServerResult,
@@ -62,8 +64,6 @@ from bulkstop.timespec import utc_now
 DEFAULT_RATE: Final = 10
 #: ``--concurrency``: requests in flight overall.
 DEFAULT_CONCURRENCY: Final = 32
-#: ``--wait-timeout``: seconds to wait for each server to reach its final status.
-DEFAULT_WAIT_TIMEOUT: Final = 600.0
 #: Seconds between two status polls of a project while waiting.
 DEFAULT_POLL_INTERVAL: Final = 2.0
 #: Records per listing page we ask for (clouds clamp it to their ``max_limit``).
@@ -185,6 +185,10 @@ class Engine:
         )
         self.results: dict[str, ServerResult] = {}
         self._in_flight: set[str] = set()
+        #: In-flight servers one of whose requests may have been carried out (not all throttled).
+        self._maybe_served: set[str] = set()
+        #: Requests sent per server so far and the last answer's status, for the report.
+        self._tries: dict[str, tuple[int, int | None]] = {}
         #: Accepted results waiting (--wait) to reach their final status.
         self._awaiting: dict[str, ServerResult] = {}
         #: Requests still waiting for their slot or rate turn; a halt cancels their wait.
@@ -352,20 +356,19 @@ class Engine:
         return dict(counts)
 
     async def _list(self, scope: str, query: ListQuery) -> list[Server]:
-        out: list[Server] = []
+        out: dict[str, Server] = {}
         marker: str | None = None
-        followed: set[str] = set()
+        pages = 0
         while True:
             res = await self.gate.call(scope, partial(self.compute.list_page, scope, query, marker))
             page = res.reply.body
             if not res.reply.ok or res.reply.error is not None or not isinstance(page, ServerPage):
                 raise _read_error(scope, res, what="list servers")
-            out.extend(page.servers)
+            pages += 1
+            fresh = _add_page(out, page)
             if page.next_marker is None:
-                return out
-            if page.next_marker in followed:
-                raise EndpointError(f"project {scope}: the listing's next links loop")
-            followed.add(page.next_marker)
+                return list(out.values())
+            _check_progress(scope, pages, fresh)
             marker = page.next_marker
 
     # -- execution ----------------------------------------------------------------------------
@@ -451,17 +454,34 @@ class Engine:
                         self._awaiting[sid], reason=f"{reason} before {final_status}"
                     )
                 )
-            elif sid in self._in_flight:
+            elif sid in self._maybe_served:
                 out.append(
-                    _result(
+                    self._tried(
                         entry,
                         Outcome.FAILED,
                         reason=f"{reason} with the request in flight: state unknown",
                     )
                 )
+            elif sid in self._in_flight:
+                # Every request sent for it so far was throttled: the cloud carried none out.
+                out.append(
+                    self._tried(entry, Outcome.NOT_ATTEMPTED, reason=f"{reason} (throttled)")
+                )
             else:
-                out.append(_result(entry, Outcome.NOT_ATTEMPTED, reason=reason))
+                out.append(self._tried(entry, Outcome.NOT_ATTEMPTED, reason=reason))
         return tuple(out)
+
+    def _tried(self, entry: PlanEntry, outcome: Outcome, *, reason: str) -> ServerResult:
+        """A result without a final answer, true to the requests sent so far."""
+        attempts, status = self._tries.get(entry.server.id, (0, None))
+        return _result(entry, outcome, reason=reason, attempts=attempts, http_status=status)
+
+    def _heard(self, sid: str, reply: Reply, unserved: bool) -> None:
+        """One answer to a server's action: count it (the gate's :data:`ReplyHook`)."""
+        attempts, _ = self._tries.get(sid, (0, None))
+        self._tries[sid] = (attempts + 1, reply.status)
+        if unserved:
+            self._maybe_served.discard(sid)
 
     async def _run_scope(self, scope: str, entries: list[PlanEntry], wait: bool) -> None:
         queue = iter(entries)
@@ -508,6 +528,7 @@ class Engine:
             if self._halt is not None:  # the journal could not record the intent
                 return False
             self._in_flight.add(entry.server.id)
+        self._maybe_served.add(entry.server.id)
         return True
 
     async def _act(self, entry: PlanEntry) -> ServerResult | None:
@@ -531,21 +552,26 @@ class Engine:
                         stop_type=self.options.stop_type,
                     ),
                     admit=partial(self._admit, entry),
+                    until=self._deadline,
+                    on_reply=partial(self._heard, sid),
                 )
                 result = await self._judge(entry, res)
                 # Only an answered request leaves the in-flight set: one cut short by a
                 # cancellation stays there, and the report says its state is unknown.
                 self._in_flight.discard(sid)
+                self._maybe_served.discard(sid)
                 return result
         except NotAdmitted:
             # Nothing reached the cloud (at most throttled attempts): not attempted, not unknown.
             self._in_flight.discard(sid)
+            self._maybe_served.discard(sid)
         except CloudAccessError as exc:
             # Run-wide (Keystone refused a renewal): halt, let the requests in flight finish,
             # and raise once they have (see execute). This one's last answer was a 401.
             self._fatal = self._fatal or exc
             self.halt(f"{type(exc).__name__}: {exc}")
             self._in_flight.discard(sid)
+            self._maybe_served.discard(sid)
             error = ErrorInfo(code="unauthorized", message=str(exc))
             return _result(
                 entry,
@@ -659,6 +685,29 @@ class _Waiter:
     #: Pending servers that were in ERROR before we acted (Nova may stop those).
     errored: set[str] = field(default_factory=set)
     dispatch_done: bool = False
+
+
+def _add_page(servers: dict[str, Server], page: ServerPage) -> int:
+    """Add a page's servers (the first record of an id wins); how many were new."""
+    before = len(servers)
+    for server in page.servers:
+        servers.setdefault(server.id, server)
+    return len(servers) - before
+
+
+def _check_progress(scope: str, pages: int, fresh: int) -> None:
+    """The listing's end rules, before following a ``next`` link: a page that brought no
+    server not seen before means the links go round (the no-progress rule), and a listing
+    longer than :data:`~bulkstop.limits.MAX_LIST_PAGES` pages is not a real fleet."""
+    if not fresh:
+        raise EndpointError(
+            f"project {scope}: the listing's page {pages} brought no server not seen before "
+            "but links to another page: the cloud's paging is broken"
+        )
+    if pages >= MAX_LIST_PAGES:
+        raise EndpointError(
+            f"project {scope}: the listing goes on for more than {MAX_LIST_PAGES} pages"
+        )
 
 
 def _went_to_error(server: Server, *, errored_before: bool) -> bool:

@@ -4,6 +4,14 @@ Server ids end up in URL paths (``/servers/{id}/action``): a value that is not a
 point a request at another resource (``../``, ``?``, ``%2F``...), so only UUIDs pass. Each
 validator returns the canonical form or raises :class:`ValueError` with a short, quoted reason;
 callers that know a file and line wrap it in :class:`~bulkstop.errors.InputError`.
+
+This is the one boundary where outside data becomes an identifier:
+
+* what a user typed (ID files, standard input): :func:`validate_server_id` (forgiving: spaces
+  around it and the bare 32-digit form are fine) and :func:`validate_project_id`;
+* what a machine wrote (the cloud's records, and bulkstop's own plans, journals and reports):
+  :func:`record_server_id` (strict: exactly a dashed UUID, nothing trimmed) and
+  :func:`record_project_id`; a cloud's job ids: :func:`validate_job_id`.
 """
 
 from __future__ import annotations
@@ -45,6 +53,35 @@ def validate_server_id(value: str) -> str:
         bare = candidate.lower()
         return f"{bare[:8]}-{bare[8:12]}-{bare[12:16]}-{bare[16:20]}-{bare[20:]}"
     raise ValueError(f"not a server id (expected a UUID): {shown(value)}")
+
+
+def record_server_id(value: object) -> str:
+    """The canonical (lower-case) id of a server in a machine-written record.
+
+    Exactly a dashed UUID in any case, nothing trimmed: ``" <uuid>"`` is not ``<uuid>``, and
+    ``..`` or ``x/../<uuid>`` are not server ids at all (:class:`ValueError`). Upper-case copies
+    of one UUID give the same id: they are one server.
+    """
+    if isinstance(value, str) and _UUID_DASHED.fullmatch(value):
+        return value.lower()
+    raise ValueError(f"not a server id (expected a UUID): {shown(str(value))}")
+
+
+def record_project_id(value: object) -> str:
+    """A project id in a machine-written record: ``""`` (not given) or a valid project id."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        return validate_project_id(value)
+    raise ValueError(f"not a project id: {shown(str(value))}")
+
+
+def validate_job_id(value: object) -> str:
+    """A job id from a cloud's answer (Huawei's ``job_id``): 32 hex digits or a dashed UUID,
+    returned unchanged, so that it can go into ``/jobs/{job_id}``; else :class:`ValueError`."""
+    if isinstance(value, str) and (_UUID_BARE.fullmatch(value) or _UUID_DASHED.fullmatch(value)):
+        return value
+    raise ValueError(f"not a job id (expected 32 hex digits or a UUID): {shown(str(value))}")
 
 
 def validate_project_id(value: str) -> str:

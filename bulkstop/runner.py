@@ -216,6 +216,7 @@ def _selection(request: RunRequest, plan: Plan) -> dict[str, Any]:
         "projects": list(plan.scopes),
         "listed": plan.listed,
         "rechecked_out": plan.rechecked_out,
+        "dropped_records": plan.dropped_records,
     }
 
 

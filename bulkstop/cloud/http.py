@@ -376,8 +376,17 @@ def _server_page(document: Any, project_id: str) -> ServerPage:
     records = document["servers"]
     if not isinstance(records, list):
         raise TypeError("'servers' is not a list")
-    servers = tuple(Server.from_api(record, project_id=project_id) for record in records)
-    return ServerPage(servers=servers, next_marker=_next_marker(document, servers))
+    servers: list[Server] = []
+    dropped = 0
+    for record in records:
+        if not isinstance(record, dict):
+            raise TypeError("a server record is not an object")
+        try:
+            servers.append(Server.from_api(record, project_id=project_id))
+        except (ValueError, KeyError):
+            dropped += 1  # no id, or not a UUID: never in a URL, never merged with another
+    page = tuple(servers)
+    return ServerPage(servers=page, next_marker=_next_marker(document, page), dropped=dropped)
 
 
 def _next_marker(document: Mapping[str, Any], servers: tuple[Server, ...]) -> str | None:

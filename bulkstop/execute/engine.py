@@ -105,6 +105,8 @@ class Plan:
     listed: int = 0
     #: Returned records that failed the client-side re-check (the cloud ignored a filter).
     rechecked_out: int = 0
+    #: Listed records dropped because their id is not exactly a UUID.
+    dropped_records: int = 0
 
     @property
     def to_send(self) -> tuple[PlanEntry, ...]:
@@ -203,6 +205,8 @@ class Engine:
             None if deadline is None else clock() + (deadline - utc_now()).total_seconds()
         )
         self._poll_query = ListQuery(limit=PAGE_LIMIT)
+        #: Listed records dropped so far for an id that is not a UUID (see ServerPage.dropped).
+        self._dropped = 0
 
     # -- resolution ---------------------------------------------------------------------------
 
@@ -283,6 +287,7 @@ class Engine:
             scopes=self.scopes,
             listed=listed,
             rechecked_out=rechecked_out,
+            dropped_records=self._dropped,
         )
 
     def _wanted_by_scope(self, selector: Selector) -> dict[str, set[str] | None]:
@@ -326,6 +331,11 @@ class Engine:
                 body = res.reply.body
                 if not res.reply.ok or not isinstance(body, Server):
                     raise _read_error(scope, res, what=f"read server {server_id}")
+                if body.id != server_id:
+                    raise EndpointError(
+                        f"project {scope}: asked for server {server_id}, the cloud answered "
+                        f"with server {body.id}"
+                    )
                 out[server_id] = body
 
             with first_run_error():
@@ -365,6 +375,7 @@ class Engine:
             if not res.reply.ok or res.reply.error is not None or not isinstance(page, ServerPage):
                 raise _read_error(scope, res, what="list servers")
             pages += 1
+            self._dropped += page.dropped
             fresh = _add_page(out, page)
             if page.next_marker is None:
                 return list(out.values())
@@ -688,11 +699,22 @@ class _Waiter:
 
 
 def _add_page(servers: dict[str, Server], page: ServerPage) -> int:
-    """Add a page's servers (the first record of an id wins); how many were new."""
+    """Add a page's servers; how many were new.
+
+    Two records of one id (upper-case copies of a UUID are one id) are one server: the first
+    record's fields, with the tags of both and locked if either is, so that protection or
+    exclusion on any copy applies to the server.
+    """
     before = len(servers)
     for server in page.servers:
-        servers.setdefault(server.id, server)
+        known = servers.get(server.id)
+        servers[server.id] = server if known is None else _merged(known, server)
     return len(servers) - before
+
+
+def _merged(first: Server, copy: Server) -> Server:
+    tags = None if first.tags is None or copy.tags is None else first.tags | copy.tags
+    return dataclasses.replace(first, tags=tags, locked=first.locked or copy.locked)
 
 
 def _check_progress(scope: str, pages: int, fresh: int) -> None:

@@ -42,6 +42,7 @@ from typing import Any, Final
 
 from bulkstop.errors import InputError, UsageError
 from bulkstop.execute.engine import Observer, Plan
+from bulkstop.identifiers import record_project_id, record_server_id
 from bulkstop.models import Action, ServerResult
 from bulkstop.plan.eligibility import PlanEntry
 
@@ -363,7 +364,7 @@ class _Reader:
             self.header = record
             self._start_part(record)
         elif kind == "intent":
-            self.intents.add(str(record["id"]))
+            self.intents.add(record_server_id(record["id"]))
         elif kind == "outcome":
             result = server_from_dict(record)
             self.outcomes[result.id] = result
@@ -439,9 +440,9 @@ def _state(
     try:
         targets = tuple(
             Target(
-                id=str(t["id"]),
-                project_id=str(t.get("project_id") or ""),
-                scope=str(t.get("scope") or ""),
+                id=record_server_id(t["id"]),
+                project_id=record_project_id(t.get("project_id")),
+                scope=record_project_id(t.get("scope")),
                 name=str(t.get("name") or ""),
             )
             for t in header["targets"]

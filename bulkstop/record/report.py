@@ -38,6 +38,7 @@ from bulkstop.errors import (
     InputError,
     UsageError,
 )
+from bulkstop.identifiers import record_project_id, record_server_id
 from bulkstop.models import INTERRUPTED, REPORT_SCHEMA, ErrorInfo, Outcome, ServerResult
 from bulkstop.timespec import format_time, parse_moment
 
@@ -180,8 +181,8 @@ def server_from_dict(d: Mapping[str, Any]) -> ServerResult:
     """The inverse of :func:`server_to_dict`; KeyError/ValueError/TypeError if malformed."""
     error = d.get("error")
     return ServerResult(
-        id=str(d["id"]),
-        project_id=str(d.get("project_id") or ""),
+        id=record_server_id(d["id"]),
+        project_id=record_project_id(d.get("project_id")),
         name=str(d.get("name") or ""),
         outcome=Outcome(d["outcome"]),
         http_status=None if d.get("http_status") is None else int(d["http_status"]),
@@ -293,6 +294,11 @@ def render_summary(report: Report) -> str:
             lines.append(f"  {outcome.value:<16}{counts[outcome.value]:>8}")
     if report.halted_by:
         lines.append(f"  halted: {report.halted_by}")
+    if dropped := report.selector.get("dropped_records"):
+        lines.append(
+            f"  warning: the cloud listed {dropped} record(s) whose id is not a UUID; "
+            "they were dropped, nothing was sent for them"
+        )
     projects = _per_project(report.servers)
     if len(projects) > 1:
         lines.append("  per project:")

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
 import pytest
-from api_runner import run_options
+from api_runner import Runner, run_options
 from fakes import FakeClock
 from fleets import TAGGED, fleet, pid, server, sid
 
@@ -31,6 +32,8 @@ from bulkstop.limits import (
 from bulkstop.mockcloud import Faults, MockCloud, Trigger
 from bulkstop.models import INTERRUPTED, Action, ListQuery, Outcome, Reply
 from bulkstop.plan.rails import Rails
+from bulkstop.record.report import render_summary
+from bulkstop.runner import RunRequest
 from bulkstop.timespec import utc_now
 
 MakeMock = Callable[..., Awaitable[MockCloud]]
@@ -271,3 +274,28 @@ class TestListing:
             plan = await engine.resolve(TAGGED)
         assert len(plan.entries) == 7
         assert MAX_LIST_PAGES == 10_000
+
+
+class TestForgedIds:
+    """Row 6: records whose id is not exactly a UUID are dropped; upper-case copies are one."""
+
+    async def test_forged_records_are_dropped_counted_and_never_reach_a_url(
+        self,
+        make_mock_cloud: MakeMock,
+        runner: Runner,
+        report_path: Path,
+    ) -> None:
+        mock = await make_mock_cloud(
+            fleet=fleet(server("a"), server("b")), project_faults={"p0": Faults(forged_ids=True)}
+        )
+        request = RunRequest(selector=TAGGED, options=run_options(), report_path=str(report_path))
+        report = await runner(mock, request, projects=[pid(mock, "p0")])
+        # ".." , "x/../<a>", " <a>", "": four per page; the upper-case copy of a is a.
+        assert report.selector["dropped_records"] == 4
+        assert len(report.servers) == 2
+        # The upper-case copy carries the protect tag: a is protected, only b is stopped.
+        outcomes = {s.id: s.outcome for s in report.servers}
+        assert outcomes == {sid("a"): Outcome.EXCLUDED, sid("b"): Outcome.ACCEPTED}
+        actions = [r.path for r in mock.requests if r.kind == "action"]
+        assert actions == [f"/v2.1/{pid(mock, 'p0')}/servers/{sid('b')}/action"]
+        assert "warning: the cloud listed 4 record(s)" in render_summary(report)

@@ -392,11 +392,23 @@ class TestListPage:
         assert reply.body.servers[0].tags is None
 
     @pytest.mark.parametrize(
+        "forged", [None, "", "..", f"x/../{SERVER}", f" {SERVER}", f"{SERVER}\n", 7]
+    )
+    async def test_records_whose_id_is_not_exactly_a_uuid_are_dropped_and_counted(
+        self, compute: HttpCompute, nova: ScriptedNova, forged: object
+    ) -> None:
+        record = {} if forged is None else {"id": forged}
+        nova.answer(200, {"servers": [record, {"id": SERVER.upper()}]})
+        reply = await compute.list_page("p1", ListQuery(), None)
+        assert isinstance(reply.body, ServerPage)
+        assert [s.id for s in reply.body.servers] == [SERVER.lower()]
+        assert reply.body.dropped == 1
+
+    @pytest.mark.parametrize(
         ("raw", "fragment"),
         [
             (b"<html><title>Login</title></html>", "not JSON"),
             (b'{"servers": 5}', "unexpected JSON"),
-            (b'{"servers": [{"name": "no id"}]}', "unexpected JSON"),
             (b'{"servers": ["x"]}', "unexpected JSON"),
             (b"[]", "unexpected JSON"),
             (b"", "not JSON"),

@@ -19,6 +19,8 @@ from typing import Final
 
 import click
 
+from bulkstop.cli.console import interrupted
+
 #: Command name → ``module:attribute`` of its click command, imported on first use.
 COMMANDS: Final = {
     "stop": "bulkstop.cli.act:stop",
@@ -42,6 +44,14 @@ class LazyGroup(click.Group):
         module, _, attribute = target.partition(":")
         command: click.Command = getattr(importlib.import_module(module), attribute)
         return command
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; Ctrl-C before a run owns the signals (an ID file that is a FIFO
+        waiting for its writer, a prompt) is exit 130 and one line, not click's "Aborted!"."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
 
 
 @click.group(

@@ -96,7 +96,7 @@ def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | 
     """Shared body of ``stop`` and ``start``."""
     try:
         request, auth = _build_request(action, params, stop_type=stop_type)
-        interactive = sys.stdin.isatty() and sys.stderr.isatty()
+        interactive = sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
         if not (params["yes"] or params["dry_run"] or interactive):
             raise UsageError(
                 f"refusing to {action.verb} servers without confirmation: there is no terminal "

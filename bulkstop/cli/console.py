@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine
+from types import FrameType
 from typing import Any, Final, NoReturn, TypeVar
 
 import anyio
@@ -37,17 +39,31 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine with bulkstop's error handling (and collector thresholds) around it."""
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
+    previous_term = signal.signal(signal.SIGTERM, _terminated)
     try:
         return anyio.run(main)
     except BulkstopError as exc:
         fail(exc)
     except KeyboardInterrupt:
         # Only reached before anything was sent (once dispatch starts, the runner owns SIGINT).
-        # A worker thread may still be blocked (the confirmation prompt, a Keystone call), and
-        # interpreter shutdown would wait for it: leave at once instead.
-        click.echo("bulkstop: interrupted; nothing was sent", err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
+        interrupted()
     finally:
         gc.set_threshold(*previous)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def interrupted() -> NoReturn:
+    """Ctrl-C or SIGTERM before anything was sent: one line, exit 130.
+
+    A worker thread may still be blocked (the confirmation prompt, a Keystone call), and
+    interpreter shutdown would wait for it: leave at once instead.
+    """
+    click.echo("bulkstop: interrupted; nothing was sent", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM before the runner watches signals (resolving, listing) is a Ctrl-C too."""
+    raise KeyboardInterrupt

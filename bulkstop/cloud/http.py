@@ -13,6 +13,8 @@ an :class:`~bulkstop.models.ErrorInfo` with ``status=None``:
 ``connection_reset`` the server closed or reset the connection, or cut the body
 ``invalid_response`` the answer was not HTTP (or, with a 2xx status, not the
                      expected JSON: then the status is kept)
+``response_too_large`` the body is larger than ``max_response_bytes`` (the status
+                     is kept; nothing of it is parsed)
 ==================== ==========================================================
 
 ``action`` is the hot path of a fan-out: its body bytes are encoded once, its URL prefix and
@@ -45,7 +47,7 @@ from bulkstop.cloud.auth import (
 )
 from bulkstop.cloud.errorbody import parse_error_body, parse_retry_after, shorten
 from bulkstop.errors import ConfigError, EndpointError
-from bulkstop.limits import DEFAULT_REQUEST_TIMEOUT
+from bulkstop.limits import DEFAULT_REQUEST_TIMEOUT, MAX_RESPONSE_BYTES
 from bulkstop.models import Action, ErrorInfo, ListQuery, Reply, Server, ServerPage
 
 #: The compute microversion that makes Nova honour tag filters (below it they are ignored).
@@ -134,8 +136,11 @@ class HttpCompute:
         pool_size: int = DEFAULT_POOL_SIZE,
         ssl_context: ssl.SSLContext | bool = True,
         wall_clock: Callable[[], float] = time.time,
+        max_response_bytes: int | None = None,
     ) -> None:
         self._tokens = tokens
+        #: Default: :data:`~bulkstop.limits.MAX_RESPONSE_BYTES`.
+        self._max_body = MAX_RESPONSE_BYTES if max_response_bytes is None else max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._pool_size = pool_size
         self._ssl = ssl_context
@@ -227,9 +232,15 @@ class HttpCompute:
                 data=data,
                 allow_redirects=False,
             ) as response:
-                payload = await response.read()
                 status = response.status
                 request_id = _request_id(response.headers)
+                payload = await _read_capped(response, self._max_body)
+                if payload is None:
+                    error = ErrorInfo(
+                        code="response_too_large",
+                        message=f"the answer is larger than {self._max_body} bytes",
+                    )
+                    return Reply(status=status, request_id=request_id, error=error)
                 if 200 <= status < 300:
                     if parse is None:
                         return Reply(status=status, request_id=request_id)
@@ -259,6 +270,20 @@ class HttpCompute:
             request_id=request_id,
             retry_after=parse_retry_after(retry_after, now=self._wall_clock()),
         )
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The body, or None (and nothing more read) once it is known to exceed ``cap`` bytes."""
+    if response.content_length is not None and response.content_length > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def transport_error(exc: BaseException) -> ErrorInfo:
@@ -297,7 +322,11 @@ def client_ssl(tls: TlsSettings) -> ssl.SSLContext | bool:
 
 
 async def open_compute(
-    settings: AuthSettings, *, request_timeout: float, pool_size: int
+    settings: AuthSettings,
+    *,
+    request_timeout: float,
+    pool_size: int,
+    max_response_bytes: int | None = None,
 ) -> tuple[HttpCompute, list[str]]:
     """Configure, authenticate every project in scope, and return the client and those ids.
 
@@ -314,6 +343,7 @@ async def open_compute(
             request_timeout=request_timeout,
             pool_size=pool_size,
             ssl_context=client_ssl(keystone.tls),
+            max_response_bytes=max_response_bytes,
         )
     except BaseException:
         await tokens.aclose()

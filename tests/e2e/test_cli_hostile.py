@@ -1,0 +1,156 @@
+"""Issue #10 through the command line: hostile input and clouds end in one line and an exit code.
+
+In-process runs (click's CliRunner) for the paths a test can reach without signals; real
+processes where the behaviour is about the process (closed stdin, SIGTERM, a FIFO).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+from processes import PROCESS_TIMEOUT, StandaloneMock, child_env, wait_for
+
+from bulkstop.errors import EXIT_CLOUD, EXIT_INTERRUPTED, EXIT_USAGE
+from bulkstop.mockcloud import Faults, MockCloud, MockConfig
+
+Bulkstop = Callable[..., Result]
+Cloud = Callable[..., MockCloud]
+
+TAG = "nightly-stop"
+
+
+def one_line(text: str) -> str:
+    """The error line of stderr (and proof it is the only kind of output)."""
+    assert "Traceback" not in text and "ExceptionGroup" not in text, text
+    lines = [line for line in text.splitlines() if line.startswith("bulkstop: error:")]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def shell(command: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``sh -c COMMAND`` with ``bulkstop`` meaning this checkout's command."""
+    bulkstop = f"{sys.executable} -m bulkstop"
+    return subprocess.run(
+        ["sh", "-c", command.replace("bulkstop", bulkstop, 1)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=child_env(**env),
+        timeout=PROCESS_TIMEOUT,
+        check=False,
+    )
+
+
+class TestIdFileCap:
+    """Row 5: an ID file or stdin larger than MAX_ID_FILE_BYTES is refused, exit 2."""
+
+    @pytest.fixture
+    def small_cap(self, monkeypatch: pytest.MonkeyPatch) -> int:
+        monkeypatch.setattr("bulkstop.select.idfile.MAX_ID_FILE_BYTES", 1 << 20)
+        return 1 << 20
+
+    def test_dev_zero_is_refused_in_one_line(self, bulkstop: Bulkstop, small_cap: int) -> None:
+        result = bulkstop("stop", "--ids-file", "/dev/zero", "--yes")
+        assert result.exit_code == EXIT_USAGE
+        assert "larger than 1 MiB" in one_line(result.stderr)
+
+    def test_a_file_at_the_cap_is_read_and_one_byte_more_is_not(
+        self, bulkstop: Bulkstop, small_cap: int, tmp_path: Path
+    ) -> None:
+        line = f"{uuid.uuid4()}\n"
+        body = (line * (small_cap // len(line) + 1))[:small_cap]
+        at_cap = tmp_path / "ids.txt"
+        at_cap.write_text(body[: small_cap - len(line)] + " " * (len(line) - 1) + "\n")
+        assert at_cap.stat().st_size == small_cap
+        over = tmp_path / "over.txt"
+        over.write_text(at_cap.read_text() + "\n")
+        # At the cap the file is read (and the run then fails for want of a cloud: exit 3).
+        assert "larger than" not in bulkstop("stop", "--ids-file", str(at_cap), "--yes").stderr
+        refused = bulkstop("stop", "--ids-file", str(over), "--yes")
+        assert refused.exit_code == EXIT_USAGE
+        assert "larger than 1 MiB" in one_line(refused.stderr)
+
+
+class TestClosedStdin:
+    """Row 10a: standard input closed (``<&-``) is one line, exit 2."""
+
+    @pytest.mark.parametrize(
+        "args", ["stop --ids-file - --yes", "stop --tag nightly-stop"], ids=["ids", "confirm"]
+    )
+    def test_one_line_exit_2(self, tmp_path: Path, args: str) -> None:
+        done = shell(f"bulkstop {args} <&-", tmp_path)
+        assert done.returncode == EXIT_USAGE, done.stderr
+        one_line(done.stderr)
+
+
+class TestInterruptions:
+    """Rows 10e and 10g: every interruption is exit 130 and one line."""
+
+    def test_ctrl_c_while_a_fifo_waits_for_a_writer(self, tmp_path: Path) -> None:
+        fifo = tmp_path / "ids.fifo"
+        os.mkfifo(fifo)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bulkstop", "stop", "--ids-file", str(fifo), "--yes"],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        wchan = Path(f"/proc/{process.pid}/wchan")
+        wait_for(lambda: wchan.read_text() == "wait_for_partner", "bulkstop to open the FIFO")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+        assert process.returncode == EXIT_INTERRUPTED, stderr
+        assert "Aborted" not in stderr and "interrupted" in stderr
+
+    def test_sigterm_while_listing(self, tmp_path: Path) -> None:
+        faults = tmp_path / "faults.json"
+        faults.write_text('{"default": {"latency": 30}}')
+        mock = StandaloneMock(tmp_path, "--servers", "4", "--faults-file", str(faults))
+        try:
+            process = mock.start("stop", "--tag", TAG, "--yes", cwd=tmp_path)
+            # Requests are journaled when answered: Keystone's is, the listing's (30 s) is not.
+            wait_for(lambda: bool(mock.requests(kind="identity")), "authentication")
+            time.sleep(1.0)
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+        finally:
+            mock.close()
+        assert process.returncode == EXIT_INTERRUPTED, stderr
+        assert "interrupted; nothing was sent" in stderr
+
+
+class TestHostileListing:
+    """Rows 2 and 10h: a listing that never ends or a huge page is exit 3, nothing sent."""
+
+    @pytest.mark.parametrize(
+        ("faults", "message"),
+        [
+            ({"list_treadmill": True}, "brought no server not seen before"),
+            ({"page_padding": 2 << 20}, "response_too_large"),
+        ],
+        ids=["treadmill", "huge-page"],
+    )
+    def test_exit_3_in_one_line_and_nothing_sent(
+        self,
+        cloud: Cloud,
+        bulkstop: Bulkstop,
+        monkeypatch: pytest.MonkeyPatch,
+        faults: dict[str, Any],
+        message: str,
+    ) -> None:
+        monkeypatch.setattr("bulkstop.cloud.http.MAX_RESPONSE_BYTES", 1 << 20)
+        mock = cloud(MockConfig(servers=6, projects=1, faults=Faults(**faults)))
+        result = bulkstop("stop", "--tag", TAG, "--yes", "--quiet")
+        assert result.exit_code == EXIT_CLOUD
+        assert message in one_line(result.stderr)
+        assert not [r for r in mock.requests if r.kind == "action"]

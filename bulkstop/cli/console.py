@@ -18,6 +18,7 @@ import anyio
 import click
 
 from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError
+from bulkstop.redaction import redact
 
 T = TypeVar("T")
 
@@ -31,7 +32,7 @@ GC_THRESHOLDS: Final = (10_000, 10, 10)
 
 def fail(error: BulkstopError) -> NoReturn:
     """Print a one-line error and exit with its code."""
-    click.echo(f"bulkstop: error: {error}", err=True)
+    click.echo(f"bulkstop: error: {redact(str(error))}", err=True)
     sys.exit(error.exit_code)
 
 

@@ -20,6 +20,7 @@ from bulkstop.models import Action, Outcome
 from bulkstop.record.journal import JournalState, journal_path_for, read_journal
 from bulkstop.record.report import Report, read_report
 from bulkstop.record.resume import recorded_projects, resume_selector, undo_selector
+from bulkstop.redaction import redact
 from bulkstop.runner import RunRequest
 from bulkstop.select.selector import Selector
 
@@ -55,7 +56,8 @@ class RecordedCommand(click.Command):
 
 def command_line() -> tuple[str, ...]:
     """The current command's arguments after its name (empty outside a RecordedCommand)."""
-    return tuple(click.get_current_context().meta.get(_ARGV_KEY, ()))
+    # Recorded in the journal: credentials in a URL (--endpoint) must not be.
+    return tuple(redact(arg) for arg in click.get_current_context().meta.get(_ARGV_KEY, ()))
 
 
 def recovery_options(f: F) -> F:

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from bulkstop.limits import MAX_MESSAGE_CHARS, MAX_SCAN_BYTES
 from bulkstop.models import ErrorInfo
+from bulkstop.redaction import redact
 
 #: Fault code of Nova's throttling answer (413 on old clouds, 429 on newer ones).
 OVER_LIMIT: Final = "overLimit"
@@ -111,8 +112,9 @@ def is_throttle(status: int | None, error: ErrorInfo | None) -> bool:
 
 
 def shorten(text: str) -> str:
-    """Collapse whitespace, drop control characters, cut to :data:`MAX_MESSAGE_CHARS` (``…``)."""
-    flat = _WHITESPACE.sub(" ", _clean(text)).strip()
+    """Collapse whitespace, drop control characters, mask credentials in URLs (see
+    :func:`~bulkstop.redaction.redact`), cut to :data:`MAX_MESSAGE_CHARS` (``…``)."""
+    flat = redact(_WHITESPACE.sub(" ", _clean(text)).strip())
     if len(flat) > MAX_MESSAGE_CHARS:
         return flat[: MAX_MESSAGE_CHARS - 1].rstrip() + "…"
     return flat

@@ -154,3 +154,40 @@ class TestHostileListing:
         assert result.exit_code == EXIT_CLOUD
         assert message in one_line(result.stderr)
         assert not [r for r in mock.requests if r.kind == "action"]
+
+
+class TestCredentialsInUrls:
+    """Row 9: userinfo in any URL is ``***`` in every message, report and journal."""
+
+    def test_an_auth_url_with_a_password_is_masked_in_the_error(
+        self, bulkstop: Bulkstop, isolated_openstack_env: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name, value in {
+            "OS_AUTH_URL": "http://alice:s3cret@127.0.0.1:9/identity/v3",
+            "OS_USERNAME": "alice",
+            "OS_PASSWORD": "pw",
+            "OS_PROJECT_ID": "p1",
+            "OS_USER_DOMAIN_NAME": "Default",
+            "OS_PROJECT_DOMAIN_NAME": "Default",
+        }.items():
+            monkeypatch.setenv(name, value)
+        result = bulkstop("stop", "--tag", TAG, "--yes", "--request-timeout", "2")
+        assert result.exit_code == EXIT_CLOUD
+        line = one_line(result.stderr)
+        assert "s3cret" not in result.stderr and "alice:" not in result.stderr, line
+
+    def test_an_endpoint_with_a_password_is_masked_in_the_journal_and_report(
+        self, cloud: Cloud, bulkstop: Bulkstop, tmp_path: Path
+    ) -> None:
+        mock = cloud(MockConfig(servers=6, projects=1))
+        project = mock.project_ids[0]
+        endpoint = mock.compute_url(project).replace("http://", "http://bob:s3cret@")
+        report = tmp_path / "r.json"
+        result = bulkstop(
+            "stop", "--tag", TAG, "--yes", "--endpoint", endpoint, "--report", str(report)
+        )
+        assert result.exit_code == 0, result.stderr
+        journal = tmp_path / "r.journal.jsonl"
+        for text in (result.stderr, report.read_text(), journal.read_text()):
+            assert "s3cret" not in text
+        assert "http://***@" in journal.read_text()

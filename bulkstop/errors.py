@@ -100,3 +100,8 @@ class RecordError(BulkstopError):
     """
 
     exit_code: ClassVar[int] = EXIT_RECORD
+
+    def __init__(self, message: str, *, report: object | None = None) -> None:
+        super().__init__(message)
+        #: The run's report as far as it was built (the runner's ``Report``), for the summary.
+        self.report = report

@@ -28,7 +28,7 @@ from bulkstop.cli.recovery import (
 )
 from bulkstop.cloud.auth import AuthSettings
 from bulkstop.cloud.http import open_compute
-from bulkstop.errors import BulkstopError, UsageError
+from bulkstop.errors import BulkstopError, RecordError, UsageError
 from bulkstop.execute.engine import Plan, RunOptions, first_run_error
 from bulkstop.execute.gate import RetryPolicy
 from bulkstop.models import Action
@@ -104,9 +104,9 @@ def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | 
             )
     except BulkstopError as exc:
         fail(exc)
-    report = run_async(
+    report, unrecorded = run_async(
         functools.partial(
-            _execute,
+            _recorded,
             request=request,
             auth=auth,
             request_timeout=params["request_timeout"],
@@ -115,6 +115,17 @@ def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | 
         )
     )
     click.echo(render_summary(report), err=True)
+    if unrecorded is not None:
+        # The run went on record only in part: say what failed, and how to finish it.
+        click.echo(f"bulkstop: error: {unrecorded}", err=True)
+        if request.journal_path is not None and not request.options.dry_run:
+            verb = request.options.action.verb
+            click.echo(
+                f"journal: {request.journal_path}\nonce the disk is fixed, finish with: "
+                f"bulkstop {verb} --resume {request.journal_path}",
+                err=True,
+            )
+        sys.exit(unrecorded.exit_code)
     if request.report_path not in (None, "-"):
         click.echo(f"report: {request.report_path}", err=True)
     if hint := resume_hint(request, report):
@@ -227,6 +238,16 @@ def _selector_from_plan(
         all_projects=plan.all_projects,
     )
     return selector, () if plan.all_projects else plan.projects
+
+
+async def _recorded(**kwargs: Any) -> tuple[Report, RecordError | None]:
+    """:func:`_execute`, with a run that could not be fully recorded returned, not raised."""
+    try:
+        return await _execute(**kwargs), None
+    except RecordError as exc:
+        if not isinstance(exc.report, Report):
+            raise
+        return exc.report, exc
 
 
 async def _execute(

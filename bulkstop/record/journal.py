@@ -270,6 +270,11 @@ class Journal(Observer):
             return
         self._dirty = True
 
+    @property
+    def failed(self) -> str | None:
+        """Why the journal stopped recording (a write failed), or None."""
+        return self._failed
+
     def _fail(self, reason: str) -> None:
         if self._failed is None:
             self._failed = reason

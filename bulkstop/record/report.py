@@ -22,6 +22,7 @@ import collections
 import hashlib
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -209,7 +210,8 @@ def write_atomic(path: str | Path, text: str | Iterable[str]) -> None:
 
     A crash leaves either the old file or the new one, never half of one.
     """
-    # Through a symlink, replace what it points to, never the link itself.
+    refuse_foreign_link(str(path), "file")
+    # Through the user's own symlink, replace what it points to, never the link itself.
     target = Path(os.path.realpath(path))
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
@@ -227,9 +229,28 @@ def write_atomic(path: str | Path, text: str | Iterable[str]) -> None:
         raise
 
 
+def refuse_foreign_link(path: str, what: str) -> None:
+    """Raise UsageError if ``path`` is a symbolic link the running user does not own.
+
+    In a sticky world-writable directory (``/tmp``) another user can plant a link where a
+    root cron job will write its report: writing through it would overwrite (and chmod) any
+    file. A link of one's own is followed.
+    """
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISLNK(info.st_mode) and info.st_uid != os.geteuid():
+        raise UsageError(
+            f"refusing to write the {what} {path}: it is a symbolic link owned by another "
+            f"user (uid {info.st_uid})"
+        )
+
+
 def check_writable(path: str) -> None:
     """Raise UsageError unless a report can be written at ``path``: checked before anything
     is sent, so a run never ends with its stops sent and no record of them."""
+    refuse_foreign_link(path, "report")
     folder = Path(path).parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write the report {path}: {folder} is not a writable directory")

@@ -6,6 +6,7 @@ processes where the behaviour is about the process (closed stdin, SIGTERM, a FIF
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 from click.testing import Result
 from processes import PROCESS_TIMEOUT, StandaloneMock, child_env, wait_for
 
-from bulkstop.errors import EXIT_CLOUD, EXIT_INTERRUPTED, EXIT_USAGE
+from bulkstop.errors import EXIT_CLOUD, EXIT_INTERRUPTED, EXIT_RECORD, EXIT_USAGE
 from bulkstop.mockcloud import Faults, MockCloud, MockConfig
 
 Bulkstop = Callable[..., Result]
@@ -191,3 +192,65 @@ class TestCredentialsInUrls:
         for text in (result.stderr, report.read_text(), journal.read_text()):
             assert "s3cret" not in text
         assert "http://***@" in journal.read_text()
+
+
+class TestRecords:
+    """Rows 7 and 8: where the report and journal go, and what happens when they cannot."""
+
+    @pytest.mark.skipif(os.geteuid() != 0, reason="planting another user's link needs root")
+    @pytest.mark.parametrize("which", ["report", "journal"])
+    def test_a_link_planted_by_another_user_is_refused_before_anything_is_sent(
+        self, cloud: Cloud, bulkstop: Bulkstop, tmp_path: Path, which: str
+    ) -> None:
+        mock = cloud(MockConfig(servers=6, projects=1))
+        victim = tmp_path / "victim"
+        victim.write_text("precious\n")
+        link = tmp_path / ("r.json" if which == "report" else "r.journal.jsonl")
+        link.symlink_to(victim)
+        os.lchown(link, 4242, 4242)
+        result = bulkstop("stop", "--all", "--yes", "--report", str(tmp_path / "r.json"))
+        assert result.exit_code == EXIT_USAGE
+        assert "symbolic link owned by another user" in one_line(result.stderr)
+        assert victim.read_text() == "precious\n"
+        assert not [r for r in mock.requests if r.kind == "action"]
+
+    def test_a_link_of_ones_own_is_followed(
+        self, cloud: Cloud, bulkstop: Bulkstop, tmp_path: Path
+    ) -> None:
+        cloud(MockConfig(servers=6, projects=1))
+        (tmp_path / "latest.json").symlink_to(tmp_path / "target.json")
+        result = bulkstop("stop", "--all", "--yes", "--report", str(tmp_path / "latest.json"))
+        assert result.exit_code == 0, result.stderr
+        assert (tmp_path / "target.json").is_file()
+
+    @pytest.mark.parametrize("failing", ["report", "journal"])
+    def test_a_full_disk_is_exit_5_with_the_summary_and_the_resume_hint(
+        self,
+        cloud: Cloud,
+        bulkstop: Bulkstop,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        failing: str,
+    ) -> None:
+        cloud(MockConfig(servers=20, projects=1))
+
+        def full(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        if failing == "report":
+            monkeypatch.setattr("bulkstop.record.report.write_atomic", full)
+        else:
+            monkeypatch.setattr("bulkstop.record.journal.Journal.sending", _full_journal)
+        report = tmp_path / "r.json"
+        result = bulkstop("stop", "--all", "--yes", "--quiet", "--report", str(report))
+        assert result.exit_code == EXIT_RECORD, result.stderr
+        line = one_line(result.stderr)
+        assert "No space left on device" in line
+        assert "bulkstop stop: 20 selected" in result.stderr
+        assert f"--resume {tmp_path / 'r.journal.jsonl'}" in result.stderr
+        assert report.exists() is (failing == "journal")
+
+
+def _full_journal(self: Any, entry: object) -> None:
+    """Journal.sending on a full disk: the write fails."""
+    self._fail(f"journal {self.path}: {os.strerror(errno.ENOSPC)}")

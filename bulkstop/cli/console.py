@@ -10,6 +10,7 @@ import gc
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import Any, Final, NoReturn, TypeVar
@@ -44,6 +45,13 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         return anyio.run(main)
     except BulkstopError as exc:
+        if _blocked_threads():
+            # A Keystone exchange abandoned at its timeout still holds a worker thread, and
+            # interpreter shutdown would wait for it: say so and leave at once.
+            click.echo(f"bulkstop: error: {redact(str(exc))}", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
         fail(exc)
     except KeyboardInterrupt:
         # Only reached before anything was sent (once dispatch starts, the runner owns SIGINT).
@@ -63,6 +71,14 @@ def interrupted() -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)
+
+
+def _blocked_threads() -> bool:
+    """True if a non-daemon thread (an abandoned worker) would keep the process alive."""
+    return any(
+        t.is_alive() and not t.daemon and t is not threading.main_thread()
+        for t in threading.enumerate()
+    )
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:

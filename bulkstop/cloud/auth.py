@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -370,6 +370,21 @@ class _Slot:
         self.attempts += 1
 
 
+T = TypeVar("T")
+
+
+async def bounded(seconds: float, exchange: Callable[[Any], T], argument: Any) -> T:
+    """Run a blocking Keystone exchange in a worker thread, bounded as a whole by ``seconds``.
+
+    keystoneauth1's timeout is per socket read: a Keystone that drips one byte a second never
+    trips it. Past ``seconds`` the thread is abandoned (it ends with its socket) and the run
+    fails with EndpointError.
+    """
+    with anyio.move_on_after(seconds):
+        return await anyio.to_thread.run_sync(exchange, argument, abandon_on_cancel=True)
+    raise EndpointError(f"Keystone did not complete an exchange within {seconds:g}s")
+
+
 class KeystoneTokens:
     """Per-project tokens, renewed ahead of expiry and on demand; single-flight per project.
 
@@ -390,8 +405,10 @@ class KeystoneTokens:
         *,
         clock: Callable[[], float] = time.monotonic,
         close: Callable[[], None] | None = None,
+        timeout: float = DEFAULT_AUTH_TIMEOUT,
     ) -> None:
         self._authenticate = authenticate
+        self._timeout = timeout
         self._clock = clock
         self._close = close
         self._slots: dict[str, _Slot] = {}
@@ -418,7 +435,7 @@ class KeystoneTokens:
     async def own_project(self) -> str:
         """Authenticate with the credentials' own scope; return (and cache) its project id."""
         started = self._clock()
-        access = await anyio.to_thread.run_sync(self._authenticate, None)
+        access = await bounded(self._timeout, self._authenticate, None)
         slot = self._slot(access.project_id)
         async with slot.lock:
             slot.succeeded(self._deadlines(access, started))
@@ -455,7 +472,7 @@ class KeystoneTokens:
                 return cached.access
             started = self._clock()
             try:
-                access = await anyio.to_thread.run_sync(self._authenticate, project_id)
+                access = await bounded(self._timeout, self._authenticate, project_id)
             except CloudAccessError as exc:
                 slot.failed(exc)
                 raise

@@ -32,7 +32,6 @@ from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
-import anyio.to_thread
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -44,6 +43,7 @@ from bulkstop.cloud.auth import (
     ProjectAccess,
     TlsSettings,
     authenticate_scope,
+    bounded,
 )
 from bulkstop.cloud.errorbody import parse_error_body, parse_retry_after, shorten
 from bulkstop.errors import ConfigError, EndpointError
@@ -333,10 +333,10 @@ async def open_compute(
     Bad configuration or credentials fail here (ConfigError, AuthError, EndpointError: exit 3),
     before any compute call. The caller owns the client: ``await compute.aclose()``.
     """
-    keystone = await anyio.to_thread.run_sync(
-        lambda: Keystone.load(settings, timeout=request_timeout)
+    keystone = await bounded(
+        request_timeout, lambda s: Keystone.load(s, timeout=request_timeout), settings
     )
-    tokens = KeystoneTokens(keystone.authenticate, close=keystone.close)
+    tokens = KeystoneTokens(keystone.authenticate, close=keystone.close, timeout=request_timeout)
     try:
         compute = HttpCompute(
             tokens,

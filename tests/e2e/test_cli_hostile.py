@@ -254,3 +254,26 @@ class TestRecords:
 def _full_journal(self: Any, entry: object) -> None:
     """Journal.sending on a full disk: the write fails."""
     self._fail(f"journal {self.path}: {os.strerror(errno.ENOSPC)}")
+
+
+class TestDrippingKeystone:
+    """Row 4: ``--request-timeout`` bounds every Keystone exchange as a whole."""
+
+    def test_a_keystone_dripping_one_byte_a_second_ends_the_run_in_time(
+        self, tmp_path: Path
+    ) -> None:
+        faults = tmp_path / "faults.json"
+        faults.write_text('{"default": {"drip": 0.5}}')
+        mock = StandaloneMock(tmp_path, "--servers", "4", "--faults-file", str(faults))
+        try:
+            started = time.monotonic()
+            process = mock.start(
+                "stop", "--tag", TAG, "--yes", "--request-timeout", "3", cwd=tmp_path
+            )
+            _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+            took = time.monotonic() - started
+        finally:
+            mock.close()
+        assert process.returncode == EXIT_CLOUD, stderr
+        assert "within 3s" in one_line(stderr)
+        assert took < 3 + 10  # start-up of the interpreter included

@@ -10,7 +10,6 @@ import gc
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import Any, Final, NoReturn, TypeVar
@@ -45,7 +44,7 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         return anyio.run(main)
     except BulkstopError as exc:
-        if _blocked_threads():
+        if _abandoned_a_thread():
             # A Keystone exchange abandoned at its timeout still holds a worker thread, and
             # interpreter shutdown would wait for it: say so and leave at once.
             click.echo(f"bulkstop: error: {redact(str(exc))}", err=True)
@@ -73,12 +72,11 @@ def interrupted() -> NoReturn:
     os._exit(EXIT_INTERRUPTED)
 
 
-def _blocked_threads() -> bool:
-    """True if a non-daemon thread (an abandoned worker) would keep the process alive."""
-    return any(
-        t.is_alive() and not t.daemon and t is not threading.main_thread()
-        for t in threading.enumerate()
-    )
+def _abandoned_a_thread() -> bool:
+    """A Keystone exchange was abandoned at its timeout (see ``cloud.auth.ABANDONED``); looked
+    up without importing keystoneauth1 into commands that never load it."""
+    auth = sys.modules.get("bulkstop.cloud.auth")
+    return auth is not None and bool(auth.ABANDONED.is_set())
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:

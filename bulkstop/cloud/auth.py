@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -372,6 +373,10 @@ class _Slot:
 
 T = TypeVar("T")
 
+#: Set once a Keystone exchange was abandoned at its timeout: its worker thread may still be
+#: blocked, and interpreter shutdown would wait for it (the CLI leaves at once instead).
+ABANDONED: Final = threading.Event()
+
 
 async def bounded(seconds: float, exchange: Callable[[Any], T], argument: Any) -> T:
     """Run a blocking Keystone exchange in a worker thread, bounded as a whole by ``seconds``.
@@ -382,6 +387,7 @@ async def bounded(seconds: float, exchange: Callable[[Any], T], argument: Any) -
     """
     with anyio.move_on_after(seconds):
         return await anyio.to_thread.run_sync(exchange, argument, abandon_on_cancel=True)
+    ABANDONED.set()
     raise EndpointError(f"Keystone did not complete an exchange within {seconds:g}s")
 
 

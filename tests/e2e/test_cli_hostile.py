@@ -7,6 +7,7 @@ processes where the behaviour is about the process (closed stdin, SIGTERM, a FIF
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import signal
 import subprocess
@@ -277,3 +278,43 @@ class TestDrippingKeystone:
         assert process.returncode == EXIT_CLOUD, stderr
         assert "within 3s" in one_line(stderr)
         assert took < 3 + 10  # start-up of the interpreter included
+
+
+class TestJournalFile:
+    """Rows 10d and 10f: a journal that never started, and one a running bulkstop holds."""
+
+    def test_a_journal_whose_header_cannot_be_written_leaves_nothing_behind(
+        self, cloud: Cloud, bulkstop: Bulkstop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        cloud(MockConfig(servers=6, projects=1))
+
+        def full(fd: int, data: bytes) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr("bulkstop.record.journal._write_all", full)
+        result = bulkstop("stop", "--all", "--yes", "--report", str(tmp_path / "r.json"))
+        assert result.exit_code == EXIT_RECORD
+        assert "No space left on device" in one_line(result.stderr)
+        assert not (tmp_path / "r.journal.jsonl").exists()
+
+    def test_an_empty_journal_left_by_a_full_disk_is_replaced(
+        self, cloud: Cloud, bulkstop: Bulkstop, tmp_path: Path
+    ) -> None:
+        mock = cloud(MockConfig(servers=6, projects=1))
+        (tmp_path / "r.journal.jsonl").write_bytes(b'{"type":"hea')
+        result = bulkstop("stop", "--all", "--yes", "--report", str(tmp_path / "r.json"))
+        assert result.exit_code == 0, result.stderr
+        assert mock.accepted_stops()
+
+    def test_a_journal_held_by_a_running_bulkstop_names_its_pid(
+        self, cloud: Cloud, bulkstop: Bulkstop, tmp_path: Path
+    ) -> None:
+        mock = cloud(MockConfig(servers=6, projects=1))
+        journal = tmp_path / "r.journal.jsonl"
+        journal.write_text('{"type":"header","schema":"bulkstop/journal/v1","pid":4242}\n')
+        with journal.open("rb") as held:
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # what the running bulkstop holds
+            result = bulkstop("stop", "--all", "--yes", "--report", str(tmp_path / "r.json"))
+        assert result.exit_code == EXIT_USAGE
+        assert "in use by a running bulkstop (pid 4242)" in one_line(result.stderr)
+        assert not mock.accepted_stops()

@@ -17,7 +17,7 @@ from fakes import FakeClock, FakeCompute, make_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bulkstop.errors import InputError, RefusedError, UsageError
+from bulkstop.errors import InputError, RecordError, RefusedError, UsageError
 from bulkstop.execute.engine import Engine, Observer, Observers, Plan, RunOptions
 from bulkstop.models import INTERRUPTED, Action, Outcome, Reply, ServerResult
 from bulkstop.plan.eligibility import PlanEntry
@@ -194,7 +194,7 @@ class TestWriting:
 
     async def test_refuses_an_existing_journal_before_sending(self, tmp_path: Path) -> None:
         path = tmp_path / "j.jsonl"
-        path.write_text("")
+        path.write_text('{"type": "header", "schema": "bulkstop/journal/v1"}\n')
         fake = fleet()
         request = RunRequest(selector=NIGHTLY, options=FAST, journal_path=str(path))
         with pytest.raises(UsageError, match="--resume"):
@@ -222,7 +222,11 @@ class TestWriting:
         request = RunRequest(
             selector=NIGHTLY, options=RunOptions(rate=0, concurrency=1), journal_path=str(path)
         )
-        report = await run(compute=fake, scopes=("p1",), request=request)
+        # The run ends with what it could record, as a RecordError (exit 5) carrying the report.
+        with pytest.raises(RecordError, match="No space left") as caught:
+            await run(compute=fake, scopes=("p1",), request=request)
+        report = caught.value.report
+        assert isinstance(report, Report)
         assert report.halted_by is not None and "No space left" in report.halted_by
         # The request whose intent could not be written is not sent: nothing goes out unrecorded.
         assert len(stops(fake)) == 2

@@ -2,7 +2,8 @@
 
 Exit codes: 0 nothing failed; 1 at least one server ``failed``/``not_found``; 2 bad usage or
 input; 3 authentication, configuration or endpoint failure; 4 refused or stopped by a safety
-rail; 130 interrupted. Errors are one line on stderr, never a traceback.
+rail; 5 the report or journal could not be written; 130 interrupted. Errors are one line on
+stderr, never a traceback.
 
 Modules: :mod:`.options` (the options ``stop`` and ``start`` share), :mod:`.act` (the
 ``stop`` and ``start`` commands and the run they drive), :mod:`.recovery` (``--journal``,

@@ -40,6 +40,7 @@ from keystoneauth1.identity.v3 import ApplicationCredential
 
 from bulkstop.errors import AuthError, CloudAccessError, ConfigError, EndpointError, UsageError
 from bulkstop.limits import DEFAULT_AUTH_TIMEOUT
+from bulkstop.redaction import redact
 
 
 def _package_version() -> str:
@@ -189,9 +190,17 @@ class Keystone:
     def load(cls, settings: AuthSettings, *, timeout: float = DEFAULT_AUTH_TIMEOUT) -> Keystone:
         """Read the configuration (clouds.yaml, secure.yaml, ``OS_*``); no network yet.
 
-        Raises ConfigError when the configuration is missing, incomplete or names an unknown
-        cloud or auth type.
+        Raises ConfigError when the configuration is missing, incomplete, malformed (``auth``
+        given as a string, an unknown auth option, an invalid URL) or names an unknown cloud or
+        auth type.
         """
+        try:
+            return cls._load(settings, timeout=timeout)
+        except (ValueError, TypeError, AttributeError, LookupError) as exc:
+            raise _malformed(exc) from exc
+
+    @classmethod
+    def _load(cls, settings: AuthSettings, *, timeout: float) -> Keystone:
         # Imported here: openstack.config takes ~0.3 s to import, which `--help` need not pay.
         from openstack import config as os_config
         from openstack import exceptions as os_exc
@@ -265,6 +274,8 @@ class Keystone:
             )
         except ks_exc.ClientException as exc:
             raise _translate(exc, auth_url=self.auth_url, where=where) from exc
+        except (ValueError, TypeError) as exc:  # e.g. an auth_url that is not a URL
+            raise _malformed(exc) from exc
 
     def close(self) -> None:
         """Drop the pooled connections to Keystone."""
@@ -332,6 +343,14 @@ class Keystone:
                 "no v2.1 beside it; pass --endpoint with the v2.1 URL"
             )
         return str(url).rstrip("/")
+
+
+def _malformed(exc: Exception) -> ConfigError:
+    """The error for a configuration that the loaders choke on (their own exception types)."""
+    return ConfigError(
+        f"cloud configuration cannot be used ({type(exc).__name__}: {redact(str(exc))}); "
+        f"{_HOW_TO_CONFIGURE}"
+    )
 
 
 def _translate(exc: ks_exc.ClientException, *, auth_url: str, where: str) -> CloudAccessError:

@@ -106,11 +106,19 @@ class TestInterruptions:
             stderr=subprocess.PIPE,
             text=True,
             env=child_env(),
+            # A test run started in the background inherits an ignored SIGINT: a user's
+            # terminal does not.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
-        wchan = Path(f"/proc/{process.pid}/wchan")
-        wait_for(lambda: wchan.read_text() == "wait_for_partner", "bulkstop to open the FIFO")
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+        try:
+            wchan = Path(f"/proc/{process.pid}/wchan")
+            wait_for(lambda: wchan.read_text() == "wait_for_partner", "bulkstop to open the FIFO")
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
         assert process.returncode == EXIT_INTERRUPTED, stderr
         assert "Aborted" not in stderr and "interrupted" in stderr
 

@@ -42,6 +42,14 @@ MakeMock = Callable[..., Awaitable[MockCloud]]
 NEVER: Final = 1e-9
 #: One listing page and the first stop get through; every request after that is throttled.
 ONE_STOP_THEN_STORM: Final = {"rate_limit": NEVER, "burst": 2}
+#: Every stop of server b is answered 503 with a Retry-After of eleven days.
+B_ANSWERS_503: Final = {
+    "server_error": Trigger(servers={sid("b"): 100}),
+    "error_status": 503,
+    "retry_after_value": "999999",
+}
+#: Seconds from now to the deadline of the deadline tests.
+DEADLINE_IN: Final = 100
 #: Fake seconds each request takes (the clock does not move with real time by itself).
 REQUEST_TIME: Final = 10.0
 
@@ -134,12 +142,7 @@ class TestRetryAfterClamp:
     async def test_a_503_retry_after_is_clamped_too(
         self, make_mock_cloud: MakeMock, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        mock = await two_servers(
-            make_mock_cloud,
-            server_error=Trigger(servers={sid("b"): 100}),
-            error_status=503,
-            retry_after_value="999999",
-        )
+        mock = await two_servers(make_mock_cloud, **B_ANSWERS_503)
         clock = FakeClock()
         async with engine_on(mock, monkeypatch, clock) as engine:
             results = {r.id: r for r in await engine.execute(await engine.resolve(TAGGED))}
@@ -152,7 +155,7 @@ class TestRetryAfterClamp:
     ) -> None:
         mock = await two_servers(make_mock_cloud, **ONE_STOP_THEN_STORM, retry_after_value="999999")
         clock = FakeClock()
-        rails = Rails(deadline=utc_now() + timedelta(seconds=100))
+        rails = Rails(deadline=utc_now() + timedelta(seconds=DEADLINE_IN))
         async with engine_on(mock, monkeypatch, clock, concurrency=1, rails=rails) as engine:
             start = clock.now
             results = {r.id: r for r in await engine.execute(await engine.resolve(TAGGED))}
@@ -161,19 +164,14 @@ class TestRetryAfterClamp:
         # Its one request was throttled: not carried out, and the report says it was sent.
         assert held.outcome is Outcome.NOT_ATTEMPTED
         assert (held.attempts, held.http_status) == (1, 429) == (action_requests(mock, "b"), 429)
-        assert clock.now - start <= 101
+        assert clock.now - start <= DEADLINE_IN + 1
 
     async def test_the_deadline_ends_a_503_retry_wait_and_no_retry_is_sent_after_it(
         self, make_mock_cloud: MakeMock, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        mock = await two_servers(
-            make_mock_cloud,
-            server_error=Trigger(servers={sid("b"): 100}),
-            error_status=503,
-            retry_after_value="999999",
-        )
+        mock = await two_servers(make_mock_cloud, **B_ANSWERS_503)
         clock = FakeClock()
-        rails = Rails(deadline=utc_now() + timedelta(seconds=100))
+        rails = Rails(deadline=utc_now() + timedelta(seconds=DEADLINE_IN))
         async with engine_on(mock, monkeypatch, clock, rails=rails) as engine:
             results = {r.id: r for r in await engine.execute(await engine.resolve(TAGGED))}
         failed = results[sid("b")]

@@ -7,17 +7,20 @@ something the cloud or the input did.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import os
+import re
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from types import FrameType
 from typing import Any, Final, NoReturn, TypeVar
 
 import anyio
 import click
 
-from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError
+from bulkstop.cli.options import flag_of
+from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError, ParameterError
 from bulkstop.redaction import redact
 
 T = TypeVar("T")
@@ -28,11 +31,66 @@ T = TypeVar("T")
 #: flight and the plan, and takes 35-50 % of a run's CPU (benchmarks/README.md). Cyclic garbage
 #: waits a little longer; nothing else changes.
 GC_THRESHOLDS: Final = (10_000, 10, 10)
+#: Environment variable naming the event loop: ``asyncio`` or ``uvloop``; unset (or anything
+#: else): uvloop when it is installed (the ``fast`` extra), else asyncio's own loop.
+LOOP_ENV: Final = "BULKSTOP_LOOP"
+
+
+def use_uvloop() -> bool:
+    """Whether commands run on uvloop: installed, and not turned off by ``BULKSTOP_LOOP``.
+
+    uvloop spends less CPU per request than asyncio's loop (benchmarks/README.md); asyncio's
+    loop stays supported (``BULKSTOP_LOOP=asyncio``) for platforms or debugging without it.
+    """
+    if os.environ.get(LOOP_ENV, "").strip().lower() == "asyncio":
+        return False
+    return importlib.util.find_spec("uvloop") is not None
+
+
+#: The option that sets each library parameter a message may name. The library speaks of
+#: parameters (written `name` in its messages); the CLI shows the flag instead.
+PARAMETER_FLAGS: Final[Mapping[str, str]] = {
+    "tags": "--tag",
+    "any_tags": "--any-tag",
+    "ids": "--ids-file",
+    "select_all": "--all",
+    "only": "--only",
+    "projects": "--project",
+    "all_projects": "--all-projects",
+    "os_cloud": "--os-cloud",
+    "endpoint": "--endpoint",
+    "region_name": "--region",
+    "max_servers": "--max-servers",
+    "max_percent": "--max-percent",
+    "max_errors": "--max-errors",
+    "deadline": "--deadline",
+    "dry_run": "--dry-run",
+    "report": "--report",
+    "journal": "--journal",
+    "resume": "--resume",
+    "plan_max_age": "--plan-max-age",
+    "wait": "--wait",
+    "wait_timeout": "--wait-timeout",
+    "rate": "--rate",
+    "concurrency": "--concurrency",
+}
+_PARAMETER: Final = re.compile(r"`([a-z_]+)`")
+
+
+def cli_words(text: str) -> str:
+    """A library message as the CLI says it: each `parameter` becomes its ``--flag``."""
+    return _PARAMETER.sub(lambda m: PARAMETER_FLAGS.get(m.group(1), m.group(0)), text)
+
+
+def error_line(error: BulkstopError) -> str:
+    """The one line that reports ``error``: flags for parameters, credentials in URLs masked."""
+    message = error.naming(flag_of) if isinstance(error, ParameterError) else str(error)
+    return f"bulkstop: error: {redact(cli_words(message))}"
 
 
 def fail(error: BulkstopError) -> NoReturn:
-    """Print a one-line error and exit with its code."""
-    click.echo(f"bulkstop: error: {redact(str(error))}", err=True)
+    """Print a one-line error and exit with its code (a parameter named by its flag)."""
+    click.echo(error_line(error), err=True)
     sys.exit(error.exit_code)
 
 
@@ -41,13 +99,14 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     previous_term = signal.signal(signal.SIGTERM, _terminated)
+    _occupy_closed_standard_fds()
     try:
-        return anyio.run(main)
+        return anyio.run(main, backend_options={"use_uvloop": use_uvloop()})
     except BulkstopError as exc:
         if _abandoned_a_thread():
             # A Keystone exchange abandoned at its timeout still holds a worker thread, and
             # interpreter shutdown would wait for it: say so and leave at once.
-            click.echo(f"bulkstop: error: {redact(str(exc))}", err=True)
+            click.echo(error_line(exc), err=True)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(exc.exit_code)
@@ -58,6 +117,22 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     finally:
         gc.set_threshold(*previous)
         signal.signal(signal.SIGTERM, previous_term)
+
+
+def _occupy_closed_standard_fds() -> None:
+    """Put ``/dev/null`` on a closed standard descriptor (``bulkstop ... <&-``).
+
+    Otherwise the event loop's own descriptors land on 0-2, and uvloop aborts the process when
+    it closes one of them. ``sys.stdin`` stays ``None``: reading ``-`` is still refused.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def interrupted() -> NoReturn:

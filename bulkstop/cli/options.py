@@ -15,6 +15,7 @@ from bulkstop.identifiers import validate_project_id, validate_tag
 from bulkstop.limits import DEFAULT_REQUEST_TIMEOUT, DEFAULT_WAIT_TIMEOUT, MAX_ID_FILE_BYTES
 from bulkstop.models import Action
 from bulkstop.plan.rails import MIN_FINISHED_FOR_PERCENT, ErrorBudget
+from bulkstop.record.planfile import DEFAULT_PLAN_MAX_AGE
 from bulkstop.redaction import redact
 from bulkstop.timespec import parse_duration, utc_now
 
@@ -34,6 +35,23 @@ SELECTION_FLAGS: Final = {
     "plan_path": "--plan",
     "from_report": "--from-report",
 }
+
+#: The Python API's parameter names (in :class:`~bulkstop.errors.ParameterError` messages) as
+#: the command line spells them; a parameter not here is named alike (``--`` + dashes).
+FLAGS: Final = {
+    **SELECTION_FLAGS,
+    "ids": "--ids-file",
+    "plan": "--plan",
+    "protect_tags": "--protect-tag",
+    "report": "--report",
+    "journal": "--journal",
+    "cloud": "--os-cloud",
+}
+
+
+def flag_of(param: str) -> str:
+    """The flag of a Python API parameter."""
+    return FLAGS.get(param) or "--" + param.replace("_", "-")
 
 
 #: What each source of servers decides already, for the refusal message.
@@ -299,7 +317,7 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
             click.option(
                 "--plan-max-age",
                 metavar="DURATION",
-                default="24h",
+                default=DEFAULT_PLAN_MAX_AGE,
                 show_default=True,
                 callback=_parsed(parse_duration),
                 help="Refuse a --plan older than this.",

@@ -11,7 +11,7 @@ from typing import Final
 
 import click
 
-from bulkstop.cli.console import fail
+from bulkstop.cli.console import cli_words, fail
 from bulkstop.errors import BulkstopError, InputError
 from bulkstop.record.journal import SCHEMA as JOURNAL_SCHEMA
 from bulkstop.record.journal import read_journal
@@ -61,7 +61,7 @@ def report(path: str, fmt: str) -> None:
         text = _load_and_render(path, RENDERERS[fmt], table=fmt == "table")
     except BulkstopError as exc:
         fail(exc)
-    click.echo(text, nl=False)
+    click.echo(cli_words(text) if fmt == "table" else text, nl=False)
 
 
 def _load_and_render(path: str, render: Callable[[Report], str], *, table: bool) -> str:

@@ -15,15 +15,13 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
-from bulkstop.limits import DEFAULT_BACKOFF_CAP, DEFAULT_MAX_THROTTLE_WAIT, MAX_RETRY_AFTER
+from bulkstop.limits import DEFAULT_BACKOFF_CAP, DEFAULT_MAX_THROTTLE_WAIT
 
 __all__ = [
     "DEFAULT_BACKOFF_BASE",
     "DEFAULT_BACKOFF_CAP",
     "DEFAULT_MAX_THROTTLE_WAIT",
-    "MAX_RETRY_AFTER",
     "Backoff",
-    "clamp_retry_after",
     "throttle_delay",
 ]
 
@@ -56,23 +54,16 @@ class Backoff:
         return top / 2 + rng.random() * top / 2
 
 
-def clamp_retry_after(retry_after: float | None) -> float | None:
-    """A cloud's ``Retry-After`` as bulkstop honours it: within ``[0, MAX_RETRY_AFTER]``."""
-    if retry_after is None:
-        return None
-    return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
-
-
 def throttle_delay(
-    retry_after: float | None, attempt: int, backoff: Backoff, rng: random.Random
+    delay: float | None, attempt: int, backoff: Backoff, rng: random.Random
 ) -> float:
     """How long to wait after a throttle answer.
 
-    The cloud's ``Retry-After`` wins (clamped to :data:`MAX_RETRY_AFTER`), plus a little jitter so
+    ``delay`` is the verdict's (:attr:`bulkstop.cloud.verdict.Verdict.delay`: the cloud's
+    ``Retry-After``, already clamped there, the one place). It wins, plus a little jitter so
     that all the requests the gateway bounced do not come back in the same millisecond.
     Without it, exponential backoff over the number of throttles this server has seen.
     """
-    wait = clamp_retry_after(retry_after)
-    if wait is not None:
-        return wait + rng.random() * min(1.0, 0.1 * wait + 0.05)
+    if delay is not None:
+        return delay + rng.random() * min(1.0, 0.1 * delay + 0.05)
     return backoff.delay(attempt, rng)

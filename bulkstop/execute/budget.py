@@ -33,8 +33,6 @@ from typing import Final
 
 import anyio
 
-from bulkstop.execute.backoff import clamp_retry_after
-
 #: Fraction of ``--rate`` we actually pace at, leaving room for network jitter (see module doc).
 RATE_HEADROOM: Final = 0.98
 #: Seconds a paced call may go before its slot (see module doc); keep
@@ -132,11 +130,10 @@ class ProjectBudget:
     def throttled(self, retry_after: float | None) -> None:
         """The cloud throttled a call: hold the gate and slow down."""
         now = self._clock()
-        # Clamped like the request's own wait: a "Retry-After: 999999" must not shut the
-        # project's gate for days.
-        hold = clamp_retry_after(retry_after)
-        if hold:
-            self._hold_until = max(self._hold_until, now + hold)
+        # The verdict's delay, clamped there like the request's own wait: a
+        # "Retry-After: 999999" must not shut the project's gate for days.
+        if retry_after is not None and retry_after > 0:
+            self._hold_until = max(self._hold_until, now + retry_after)
         # Halve at most once per second: a burst of 429s for calls already in flight is one signal.
         if now - self._last_change < 1.0 and self._effective is not None:
             return

@@ -3,19 +3,20 @@
 :class:`Gate` is the only path from the engine to the :class:`~.cloud.base.ComputeAPI`: listing
 pages, reads, actions and polls all go through :meth:`Gate.call`, so every request counts against
 its project's ``--rate`` and the global ``--concurrency`` bound, and every request gets the same
-retry rules:
+retry rules. What an answer *means* is :func:`bulkstop.cloud.verdict.judge`'s to say; the gate
+acts on the verdict's kind:
 
 =====================================  ======================================================
-answer                                 what happens
+verdict                                what happens
 =====================================  ======================================================
-2xx                                    returned
-429, 413 overLimit, APIG(W).0308       budget hold + slow-down, wait ``Retry-After`` (clamped
-                                       to 300 s, or back off), retry; not an attempt failure;
-                                       bounded by ``max_throttle_wait`` of wall time since
-                                       the first throttle
-5xx, no answer (reset, timeout)        exponential backoff with jitter, up to ``max_attempts``
-401                                    renew the project's token, retry once
-anything else (400, 403, 404, 409..)   returned: the caller decides what it means
+ACCEPTED                               returned
+THROTTLED (429, 413 overLimit, ...)    budget hold + slow-down, wait ``delay`` (the verdict's
+                                       clamped Retry-After, or back off), retry; not an
+                                       attempt failure; bounded by ``max_throttle_wait`` of
+                                       wall time since the first throttle
+TRANSIENT (5xx, no answer)             exponential backoff with jitter, up to ``max_attempts``
+AUTH_EXPIRED (401)                     renew the project's token, retry once
+anything else                          returned with its verdict: the caller acts on it
 =====================================  ======================================================
 """
 
@@ -30,13 +31,8 @@ from typing import Final
 import anyio
 
 from bulkstop.cloud.base import ComputeAPI
-from bulkstop.cloud.errorbody import is_throttle
-from bulkstop.execute.backoff import (
-    DEFAULT_MAX_THROTTLE_WAIT,
-    Backoff,
-    clamp_retry_after,
-    throttle_delay,
-)
+from bulkstop.cloud.verdict import Kind, Verdict, judge
+from bulkstop.execute.backoff import DEFAULT_MAX_THROTTLE_WAIT, Backoff, throttle_delay
 from bulkstop.execute.budget import Clock, ProjectBudget, Sleep
 from bulkstop.models import Reply
 
@@ -63,6 +59,8 @@ class CallResult:
     """The final answer to one logical request, and what it took to get it."""
 
     reply: Reply
+    #: What the reply means.
+    verdict: Verdict
     #: HTTP requests sent for it (retries and the retry after a token renewal included).
     attempts: int
     #: ``time.monotonic()`` when the first request was sent.
@@ -89,11 +87,6 @@ def throttled_for(budget: float) -> str:
 
 def _passed(now: float, until: float | None) -> bool:
     return until is not None and now >= until
-
-
-def is_transient(reply: Reply) -> bool:
-    """No answer, or a 5xx: worth another attempt."""
-    return reply.status is None or reply.status >= 500
 
 
 class Gate:
@@ -146,59 +139,61 @@ class Gate:
         first_throttle: float | None = None
         uncertain = renewed = False
         started = 0.0
+        reply = Reply(status=None)
+        verdict = judge(reply)
 
-        def result(reply: Reply, gave_up: str | None = None) -> CallResult:
+        def result(gave_up: str | None = None) -> CallResult:
             return CallResult(
                 reply=reply,
+                verdict=verdict,
                 attempts=attempts,
                 started=started,
                 uncertain=uncertain,
                 gave_up=gave_up,
             )
 
-        reply = Reply(status=None)
         while True:
             # Until an attempt has reached the cloud (each one so far was throttled: not served),
             # the request is not dispatched yet, so a run halted meanwhile must not send it.
             unserved = attempts == throttles
             if not unserved and _passed(self._clock(), until):
-                return result(reply, "deadline passed before a retry")
+                return result("deadline passed before a retry")
             sent = await self._send(project_id, budget, request, admit if unserved else None, until)
             if sent is None:  # the deadline passed while a retry waited for its turn
-                return result(reply, "deadline passed before a retry")
+                return result("deadline passed before a retry")
             reply, sent_at = sent
             # From the first request on the wire: waiting for a slot or a turn is not its time.
             started = started if attempts else sent_at
             attempts += 1
-            throttle = not reply.ok and is_throttle(reply.status, reply.error)
-            throttles += throttle
+            verdict = judge(reply)
+            throttles += verdict.kind is Kind.THROTTLED
             if on_reply is not None:
                 on_reply(reply, attempts == throttles)
-            if reply.ok:
+            if verdict.kind is Kind.ACCEPTED:
                 budget.succeeded()
-                return result(reply)
-            if throttle:
-                budget.throttled(reply.retry_after)
+                return result()
+            if verdict.kind is Kind.THROTTLED:
+                budget.throttled(verdict.delay)
                 now = self._clock()
                 first_throttle = now if first_throttle is None else first_throttle
-                wait = throttle_delay(reply.retry_after, throttles, self.policy.backoff, self._rng)
+                wait = throttle_delay(verdict.delay, throttles, self.policy.backoff, self._rng)
                 if now + wait - first_throttle > self.policy.max_throttle_wait:
-                    return result(reply, throttled_for(self.policy.max_throttle_wait))
+                    return result(throttled_for(self.policy.max_throttle_wait))
                 await self._pause(wait, until)
                 continue
-            if reply.status == 401 and not renewed:
+            if verdict.kind is Kind.AUTH_EXPIRED and not renewed:
                 # Tokens can be revoked or expire early; one fresh token, one more try.
                 await self.compute.renew_auth(project_id)
                 renewed = True
                 continue
-            if not is_transient(reply):
-                return result(reply)
+            if verdict.kind is not Kind.TRANSIENT:
+                return result()
             # No answer, or a gateway/server error: the request may have been carried out.
             uncertain = True
             failures += 1
             if failures >= self.policy.max_attempts:
-                return result(reply, f"gave up after {failures} failed attempts")
-            asked = clamp_retry_after(reply.retry_after) or 0.0
+                return result(f"gave up after {failures} failed attempts")
+            asked = verdict.delay or 0.0
             await self._pause(max(asked, self.policy.backoff.delay(failures, self._rng)), until)
 
     async def _pause(self, wait: float, until: float | None) -> None:
@@ -222,6 +217,10 @@ class Gate:
         that was never served: it raises NotAdmitted then).
         """
         if budget.paced:
+            # A Retry-After hold is waited out before queueing for the turn: a request whose
+            # deadline comes first must not be stuck behind one that waits for the hold's end
+            # (and no slot is held through a hold).
+            await budget.wait_open(until)
             # One task per project waits for pacing while holding a slot; the rest wait their
             # turn without one, so a slow project cannot starve the others of slots.
             async with budget.turn:
@@ -235,7 +234,8 @@ class Gate:
             while True:
                 await budget.wait_open(until)
                 await self._slots.acquire()
-                if budget.is_open:
+                # Past the deadline the hold no longer matters: admit or the deadline decides.
+                if budget.is_open or _passed(self._clock(), until):
                     break
                 # A throttle came in while we waited for the slot: honour its hold too.
                 self._slots.release()

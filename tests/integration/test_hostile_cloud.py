@@ -263,11 +263,11 @@ class TestListing:
         """Fresh servers on every page would pass the no-progress rule: the cap ends it."""
         mock = await make_mock_cloud(fleet=fleet(*(server(f"s{n}") for n in range(7))), max_limit=1)
         # Seven pages of one server each, and an eighth, empty, without a next link.
-        monkeypatch.setattr("bulkstop.execute.engine.MAX_LIST_PAGES", 7)
+        monkeypatch.setattr("bulkstop.execute.resolve.MAX_LIST_PAGES", 7)
         async with engine_on(mock, monkeypatch, FakeClock()) as engine:
             with pytest.raises(EndpointError, match="more than 7 pages"):
                 await engine.resolve(TAGGED)
-        monkeypatch.setattr("bulkstop.execute.engine.MAX_LIST_PAGES", 8)
+        monkeypatch.setattr("bulkstop.execute.resolve.MAX_LIST_PAGES", 8)
         async with engine_on(mock, monkeypatch, FakeClock()) as engine:
             plan = await engine.resolve(TAGGED)
         assert len(plan.entries) == 7

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bulkstop import limits
 from bulkstop.cli import options
-from bulkstop.cloud import auth, errorbody, http
+from bulkstop.cloud import auth, errorbody, http, verdict
 from bulkstop.execute import backoff, engine, gate
 from bulkstop.identifiers import record_project_id, record_server_id
 from bulkstop.redaction import redact
@@ -22,7 +22,7 @@ class TestOnePlace:
     """Every limit is defined once, in limits.py, and is what the code uses."""
 
     def test_the_modules_use_the_named_limits(self) -> None:
-        assert backoff.MAX_RETRY_AFTER is limits.MAX_RETRY_AFTER
+        assert verdict.MAX_RETRY_AFTER is limits.MAX_RETRY_AFTER
         assert gate.RetryPolicy().max_throttle_wait == limits.DEFAULT_MAX_THROTTLE_WAIT
         assert backoff.Backoff().cap == limits.DEFAULT_BACKOFF_CAP
         assert engine.RunOptions().wait_timeout == limits.DEFAULT_WAIT_TIMEOUT
@@ -47,7 +47,7 @@ class TestClamp:
         [(None, None), (-5, 0), (0, 0), (299.5, 299.5), (300, 300), (300.01, 300), (1e12, 300)],
     )
     def test_at_its_edge(self, asked: float | None, honoured: float | None) -> None:
-        assert backoff.clamp_retry_after(asked) == honoured
+        assert verdict.clamp_delay(asked) == honoured
 
 
 class TestRedact:

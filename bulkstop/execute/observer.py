@@ -1,0 +1,48 @@
+"""What the execution stage tells the outside world: the :class:`Observer` hooks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bulkstop.models import ServerResult
+from bulkstop.plan.eligibility import PlanEntry
+
+if TYPE_CHECKING:
+    from bulkstop.execute.resolve import Plan
+
+
+class Observer:
+    """Hooks the engine calls as a run progresses. The default does nothing.
+
+    Subclass for a progress display or a journal. Hooks must be quick and must not raise.
+    """
+
+    def planned(self, plan: Plan) -> None:
+        """The plan is known; execution is about to start."""
+
+    def sending(self, entry: PlanEntry) -> None:
+        """A request for this server is about to be sent for the first time: it has its slot
+        and its rate turn, and the run is not halted. Nothing is sent before this returns, and
+        nothing at all if the hook halts the run (a journal that cannot record the intent)."""
+
+    def finished(self, result: ServerResult) -> None:
+        """A server has its final result."""
+
+
+class Observers(Observer):
+    """Several observers as one, called in order (e.g. journal first, then progress)."""
+
+    def __init__(self, *observers: Observer | None) -> None:
+        self.observers = tuple(o for o in observers if o is not None)
+
+    def planned(self, plan: Plan) -> None:
+        for o in self.observers:
+            o.planned(plan)
+
+    def sending(self, entry: PlanEntry) -> None:
+        for o in self.observers:
+            o.sending(entry)
+
+    def finished(self, result: ServerResult) -> None:
+        for o in self.observers:
+            o.finished(result)

@@ -140,7 +140,7 @@ class TestInterruptions:
         faults.write_text('{"default": {"latency": 30}}')
         mock = StandaloneMock(tmp_path, "--servers", "4", "--faults-file", str(faults))
         try:
-            process = mock.start("stop", "--tag", TAG, "--yes", cwd=tmp_path)
+            process = mock.spawn_bulkstop("stop", "--tag", TAG, "--yes", cwd=tmp_path)
             # Requests are journaled when answered: Keystone's is, the listing's (30 s) is not.
             wait_for(lambda: bool(mock.requests(kind="identity")), "authentication")
             time.sleep(1.0)
@@ -289,7 +289,7 @@ class TestDrippingKeystone:
         mock = StandaloneMock(tmp_path, "--servers", "4", "--faults-file", str(faults))
         try:
             started = time.monotonic()
-            process = mock.start(
+            process = mock.spawn_bulkstop(
                 "stop", "--tag", TAG, "--yes", "--request-timeout", "3", cwd=tmp_path
             )
             _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)

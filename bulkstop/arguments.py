@@ -26,6 +26,7 @@ from bulkstop.execute.engine import (
     Observer,
     RunOptions,
 )
+from bulkstop.execute.batch import APIS, DEFAULT_BATCH_SIZE, ROUTINGS, BatchSettings
 from bulkstop.execute.gate import DEFAULT_MAX_ATTEMPTS, RetryPolicy
 from bulkstop.identifiers import validate_project_id, validate_server_id, validate_tag
 from bulkstop.models import Action, Outcome
@@ -84,6 +85,10 @@ class CommonParams(TypedDict, total=False):
     confirm: Confirm | None
     handle_signals: bool
     command: Sequence[str]
+    api: str
+    service: str
+    batch_size: int
+    batch_endpoint: str | None
 
 
 class FreshParams(CommonParams, total=False):
@@ -136,6 +141,7 @@ def recorded_options(state: JournalState) -> dict[str, Any]:
             "wait_timeout",
             "stop_type",
             "request_timeout",
+            *BATCH_PARAMS,
         )
         if recorded.get(name) is not None
     }
@@ -145,6 +151,65 @@ def recorded_options(state: JournalState) -> dict[str, Any]:
         if rails.get(name) is not None
     )
     return found
+
+
+#: The batch API's parameters (besides ``stop_type``), recorded in the report's options.
+BATCH_PARAMS: Final = ("api", "service", "batch_size", "batch_endpoint")
+
+
+def batch_settings(params: Mapping[str, Any]) -> BatchSettings | None:
+    """``api="batch"``'s settings, or None for one request per server (``api="native"``)."""
+    api = params.get("api") or "native"
+    if api not in APIS:
+        raise ParameterError("{api} must be native or batch, not " + literal(api))
+    given = {name: params[name] for name in BATCH_PARAMS[1:] if params.get(name) is not None}
+    if api == "native":
+        if given:
+            names = " ".join(f"{{{name}}}" for name in given)
+            raise ParameterError(names + " need(s) {api} batch")
+        return None
+    service = given.get("service", "auto")
+    if service not in ROUTINGS:
+        raise ParameterError("{service} must be auto, bms or ecs, not " + literal(service))
+    try:
+        return BatchSettings(
+            service=service,
+            batch_size=given.get("batch_size", DEFAULT_BATCH_SIZE),
+            endpoint=given.get("batch_endpoint"),
+        )
+    except ValueError as exc:
+        raise ParameterError("{batch_size}: " + literal(exc)) from None
+
+
+def batch_options(settings: BatchSettings | None) -> dict[str, Any]:
+    """The batch parameters as the report's ``options`` record them (and resume reads them)."""
+    if settings is None:
+        return {"api": "native"}
+    return {
+        "api": "batch",
+        "service": settings.service,
+        "batch_size": settings.batch_size,
+        "batch_endpoint": settings.endpoint,
+    }
+
+
+def endpoint_options(auth: AuthSettings) -> dict[str, Any]:
+    """The endpoint and region a run was given, as the report's ``options`` record them."""
+    given = {"endpoint": auth.endpoint, "region_name": auth.region_name}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def recorded_cloud(state: JournalState, cloud: str | AuthSettings | None) -> AuthSettings:
+    """``cloud`` for a resumed run: the endpoint and region the run was given, unless
+    ``cloud`` is a settings object (which says everything itself)."""
+    if isinstance(cloud, AuthSettings):
+        return cloud
+    recorded = state.options
+    return AuthSettings(
+        os_cloud=cloud,
+        endpoint=recorded.get("endpoint") or None,
+        region_name=recorded.get("region_name") or None,
+    )
 
 
 def from_criteria(params: Mapping[str, Any]) -> tuple[Selector, tuple[str, ...]]:

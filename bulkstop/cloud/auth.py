@@ -216,6 +216,11 @@ class Keystone:
         self.auth_url = str(auth_options.get("auth_url") or "")
         self._plugins: dict[str, BaseIdentityPlugin] = {}
 
+    @property
+    def region_name(self) -> str | None:
+        """The configured region (it names Huawei's batch endpoints), or None."""
+        return self._region_name
+
     @classmethod
     def load(cls, settings: AuthSettings, *, timeout: float = DEFAULT_AUTH_TIMEOUT) -> Keystone:
         """Read the configuration (clouds.yaml, secure.yaml, ``OS_*``); no network yet.

@@ -17,14 +17,12 @@ from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
-from bulkstop.cloud.base import BatchService
+from bulkstop.cloud.base import MAX_BATCH_SIZE, BatchService
 from bulkstop.cloud.errorbody import parse_error_body, shorten
 from bulkstop.cloud.http import HttpCompute
 from bulkstop.cloud.huawei import batch_url
 from bulkstop.models import Action, ErrorInfo, Job, Reply, SubJob
 
-#: The most servers Huawei accepts in one batch call (ECS answers Ecs.0118 above it).
-MAX_BATCH_SIZE: Final = 1000
 #: The path of each service's batch action.
 ACTION_PATHS: Final = {"bms": "/baremetalservers/action", "ecs": "/cloudservers/action"}
 #: A job id we put in a URL: letters, digits and dashes (Huawei's are 32 hex digits).

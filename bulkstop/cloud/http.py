@@ -156,7 +156,10 @@ class HttpCompute:
         ssl_context: ssl.SSLContext | bool = True,
         wall_clock: Callable[[], float] = time.time,
         signer: RequestSigner | None = None,
+        region: str | None = None,
     ) -> None:
+        #: The configured region, when known (it names Huawei's batch endpoints).
+        self.region = region
         self._tokens = tokens
         self._signer = signer
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
@@ -357,7 +360,11 @@ async def open_compute(
     if signing is not None:  # Huawei AK/SK: no Keystone, every request signed
         access = AkSkAccess(signing)
         compute = HttpCompute(
-            access, request_timeout=request_timeout, pool_size=pool_size, signer=access
+            access,
+            request_timeout=request_timeout,
+            pool_size=pool_size,
+            signer=access,
+            region=signing.region,
         )
         return compute, access.scope(settings)
     keystone = await anyio.to_thread.run_sync(
@@ -370,6 +377,7 @@ async def open_compute(
             request_timeout=request_timeout,
             pool_size=pool_size,
             ssl_context=client_ssl(keystone.tls),
+            region=keystone.region_name,
         )
     except BaseException:
         await tokens.aclose()

@@ -42,7 +42,7 @@ from typing import Final
 
 from bulkstop.cloud.errorbody import OVER_LIMIT
 from bulkstop.errors import AuthError, CloudAccessError, EndpointError
-from bulkstop.models import Reply
+from bulkstop.models import ErrorInfo, Reply
 
 #: A ``Retry-After`` longer than this is clamped: a gateway asking for an hour is misconfigured.
 MAX_RETRY_AFTER: Final = 300.0
@@ -163,6 +163,15 @@ def judge(reply: Reply) -> Verdict:
             return Verdict(kind=Kind.SKIPPED, reason=NOT_READY)
         return Verdict(kind=Kind.REREAD)
     return Verdict(kind=Kind.FAILED)
+
+
+def judge_sub_job(error: ErrorInfo | None) -> Verdict:
+    """What a failed sub-job of a batch job means: its code's row of :data:`CODE_TABLE`
+    (BMS.0039 already stopped, Ecs.0605 locked, ...), else ``FAILED``. Pure; never raises."""
+    rule = CODE_TABLE.get(error.code) if error is not None else None
+    if rule is None:
+        return Verdict(kind=Kind.FAILED)
+    return Verdict(kind=rule.kind, reason=rule.reason)
 
 
 def read_failure(project_id: str, reply: Reply, *, what: str) -> CloudAccessError:

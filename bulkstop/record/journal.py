@@ -10,6 +10,8 @@ Schema ``bulkstop/journal/v1``, one JSON object per line::
      "started_at": "...Z", "selector": {...}, "options": {...}, "command": ["--tag", "x"],
      "report_path": "...", "targets": [{"id": "", "project_id": "", "scope": "", "name": ""}]}
     {"type": "intent", "id": "..."}         before the first request for a server is sent
+    {"type": "job", "scope": "", "service": "bms", "job_id": "...", "ids": ["..."]}
+                                             a batch call's job, as soon as it is known
     {"type": "outcome", "id": "...", ...}    the server's final result (the report's fields)
     {"type": "resume", "started_at": "...Z", "options": {...}, "command": [...]}
     {"type": "end", "finished_at": "...Z", "halted_by": null}
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bulkstop.errors import InputError, UsageError
+from bulkstop.execute.batch import RecordedJob
 from bulkstop.execute.engine import Observer, Plan
 from bulkstop.models import Action, ServerResult
 from bulkstop.plan.eligibility import PlanEntry
@@ -99,6 +102,8 @@ class JournalState:
     outcomes: Mapping[str, ServerResult]
     #: Servers a request was sent for (or was about to be) that have no final result.
     pending: frozenset[str]
+    #: The batch job each server was last sent in (Huawei's batch API), by server id.
+    jobs: Mapping[str, RecordedJob] = field(default_factory=dict)
     #: How often the run was started: 1 + the number of ``resume`` records.
     parts: int = 1
     #: True when the last part ended normally (an ``end`` record is the last record).
@@ -261,6 +266,10 @@ class Journal(Observer):
     def finished(self, result: ServerResult) -> None:
         self._write(outcome_record(result))
 
+    def job_started(self, scope: str, service: str, job_id: str, ids: Sequence[str]) -> None:
+        record = {"type": "job", "scope": scope, "service": service, "job_id": job_id}
+        self._write(_dumps({**record, "ids": list(ids)}))
+
     def _write(self, record: str) -> None:
         if self._fd is None or self._failed is not None:
             return
@@ -319,11 +328,12 @@ def outcome_record(result: ServerResult) -> str:
     """
     if result.error is not None:
         return _dumps({"type": "outcome", **server_to_dict(result)})
-    status, reason, request_id, elapsed = (
+    status, reason, request_id, elapsed, job_id = (
         result.http_status,
         result.reason,
         result.request_id,
         result.elapsed,
+        result.job_id,
     )
     return (
         f'{{"type":"outcome","id":{_string(result.id)},"project_id":{_string(result.project_id)},'
@@ -332,7 +342,8 @@ def outcome_record(result: ServerResult) -> str:
         f'"attempts":{int.__repr__(result.attempts)},"error":null,'
         f'"reason":{"null" if reason is None else _string(reason)},'
         f'"request_id":{"null" if request_id is None else _string(request_id)},'
-        f'"elapsed":{"null" if elapsed is None else repr(round(elapsed, 4))}}}'
+        f'"elapsed":{"null" if elapsed is None else repr(round(elapsed, 4))},'
+        f'"job_id":{"null" if job_id is None else _string(job_id)}}}'
     )
 
 
@@ -374,6 +385,7 @@ class _Reader:
     commands: list[tuple[str, ...]] = field(default_factory=list)
     outcomes: dict[str, ServerResult] = field(default_factory=dict)
     intents: set[str] = field(default_factory=set)
+    jobs: dict[str, RecordedJob] = field(default_factory=dict)
     parts: int = 0
     ended: bool = False
     halted_by: str | None = None
@@ -392,6 +404,13 @@ class _Reader:
             self._start_part(record)
         elif kind == "intent":
             self.intents.add(str(record["id"]))
+        elif kind == "job":
+            job = RecordedJob(
+                scope=str(record["scope"]),
+                service=str(record["service"]),
+                job_id=str(record["job_id"]),
+            )
+            self.jobs.update((str(i), job) for i in record["ids"])
         elif kind == "outcome":
             result = server_from_dict(record)
             self.outcomes[result.id] = result
@@ -489,6 +508,7 @@ def _state(
         targets=targets,
         outcomes=reader.outcomes,
         pending=frozenset(reader.intents - reader.outcomes.keys()),
+        jobs={i: j for i, j in reader.jobs.items() if i not in reader.outcomes},
         parts=reader.parts,
         ended=reader.ended,
         halted_by=reader.halted_by,

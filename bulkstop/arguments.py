@@ -18,6 +18,7 @@ from typing import Any, Final, TypedDict
 
 from bulkstop.cloud.auth import AuthSettings
 from bulkstop.errors import ParameterError, UsageError, literal
+from bulkstop.execute.batch import APIS, DEFAULT_BATCH_SIZE, ROUTINGS, BatchSettings
 from bulkstop.execute.engine import (
     DEFAULT_CONCURRENCY,
     DEFAULT_POLL_INTERVAL,
@@ -26,7 +27,6 @@ from bulkstop.execute.engine import (
     Observer,
     RunOptions,
 )
-from bulkstop.execute.batch import APIS, DEFAULT_BATCH_SIZE, ROUTINGS, BatchSettings
 from bulkstop.execute.gate import DEFAULT_MAX_ATTEMPTS, RetryPolicy
 from bulkstop.identifiers import validate_project_id, validate_server_id, validate_tag
 from bulkstop.models import Action, Outcome

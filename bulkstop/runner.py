@@ -27,6 +27,7 @@ import anyio
 
 from bulkstop.cloud.base import ComputeAPI
 from bulkstop.errors import BulkstopError, RefusedError
+from bulkstop.execute.dispatch import NativeDispatcher
 from bulkstop.execute.engine import (
     DispatcherFactory,
     Engine,
@@ -36,7 +37,6 @@ from bulkstop.execute.engine import (
     RunOptions,
     first_run_error,
 )
-from bulkstop.execute.dispatch import NativeDispatcher
 from bulkstop.models import INTERRUPTED
 from bulkstop.plan.rails import check_caps
 from bulkstop.record.journal import Journal, JournalState

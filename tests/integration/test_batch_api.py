@@ -147,7 +147,7 @@ class TestBatchRuns:
         self, make_mock_cloud: MakeMock, use_env: UseEnv, tmp_path: Path
     ) -> None:
         mock = await huawei(make_mock_cloud, use_env, metal("m1"), server("e1"))
-        with pytest.raises(ParameterError, match="stop_type.*bare metal"):
+        with pytest.raises(ParameterError, match=r"stop_type.*bare metal"):
             await stop(mock, tmp_path, stop_type="SOFT")
         assert batches(mock) == []
 

@@ -42,7 +42,7 @@ from typing import Final
 
 from bulkstop.cloud.errorbody import OVER_LIMIT
 from bulkstop.errors import AuthError, CloudAccessError, EndpointError
-from bulkstop.models import ErrorInfo, Reply
+from bulkstop.models import Reply, SubJob
 
 #: A ``Retry-After`` longer than this is clamped: a gateway asking for an hour is misconfigured.
 MAX_RETRY_AFTER: Final = 300.0
@@ -165,10 +165,13 @@ def judge(reply: Reply) -> Verdict:
     return Verdict(kind=Kind.FAILED)
 
 
-def judge_sub_job(error: ErrorInfo | None) -> Verdict:
-    """What a failed sub-job of a batch job means: its code's row of :data:`CODE_TABLE`
-    (BMS.0039 already stopped, Ecs.0605 locked, ...), else ``FAILED``. Pure; never raises."""
-    rule = CODE_TABLE.get(error.code) if error is not None else None
+def judge_sub_job(sub: SubJob) -> Verdict:
+    """What one server's sub-job of an ended batch job means: ``SUCCESS`` is ``ACCEPTED``
+    (done); a failure is its code's row of :data:`CODE_TABLE` (BMS.0039 already stopped,
+    Ecs.0605 locked, ...), else ``FAILED``. Pure; never raises."""
+    if sub.status == "SUCCESS":
+        return Verdict(kind=Kind.ACCEPTED)
+    rule = CODE_TABLE.get(sub.error.code) if sub.error is not None else None
     if rule is None:
         return Verdict(kind=Kind.FAILED)
     return Verdict(kind=rule.kind, reason=rule.reason)

@@ -46,7 +46,7 @@ from bulkstop.execute.context import DispatchContext
 from bulkstop.execute.dispatch import DispatcherFactory
 from bulkstop.execute.gate import CallResult, NotAdmitted
 from bulkstop.execute.ledger import result_for
-from bulkstop.models import Action, ErrorInfo, Job, Outcome, Server
+from bulkstop.models import Action, ErrorInfo, Job, Outcome, Server, SubJob
 from bulkstop.plan.eligibility import PlanEntry
 from bulkstop.plan.rails import Batch
 
@@ -281,7 +281,6 @@ class BatchDispatcher:
 
     async def _judge(self, chunk: _Chunk, job: Job) -> None:
         """Each server's outcome from its sub-job (read the server where the code asks to)."""
-        spec = self.context.options.spec
         subs = {s.server_id: s for s in job.sub_jobs if s.server_id is not None}
         for entry in chunk.entries:
             sub = subs.get(entry.server.id)
@@ -289,17 +288,17 @@ class BatchDispatcher:
                 error = job.error or ErrorInfo(code=job.status, message="no sub-job")
                 reason = f"job {job.job_id} ended {job.status} without this server"
                 self._finish(chunk, entry, Outcome.FAILED, error=error, reason=reason)
-            elif sub.status == "SUCCESS":
-                self._finish(chunk, entry, spec.finished)
             else:
-                await self._judge_failed(chunk, entry, sub.error)
+                await self._judge_sub_job(chunk, entry, sub)
 
-    async def _judge_failed(self, chunk: _Chunk, entry: PlanEntry, error: ErrorInfo | None) -> None:
+    async def _judge_sub_job(self, chunk: _Chunk, entry: PlanEntry, sub: SubJob) -> None:
         spec = self.context.options.spec
-        error = error or ErrorInfo(code="FAIL", message="")
-        verdict = judge_sub_job(error)
+        error = sub.error or ErrorInfo(code="FAIL", message="")
+        verdict = judge_sub_job(sub)
         finish = partial(self._finish, chunk, entry)
-        if verdict.kind is Kind.ALREADY_DONE:
+        if verdict.kind is Kind.ACCEPTED:
+            finish(spec.finished)
+        elif verdict.kind is Kind.ALREADY_DONE:
             finish(spec.already, reason=verdict.reason)
         elif verdict.kind is Kind.SKIPPED:
             finish(Outcome.SKIPPED, error=error, reason=verdict.reason)

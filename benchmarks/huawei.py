@@ -7,7 +7,8 @@ with ``--rate`` at the quota. Measured per run, from the mock's request journal:
 * **calls**: every compute request the mock saw (listing, stops, batch POSTs, job polls);
 * **span**: seconds from the first request to the last one, i.e. until every server's
   outcome was known (native: its stop answered, ``accepted``; batch: its job ended, seen by
-  a poll every 2 s, the library's ``poll_interval``);
+  a poll — after 2 s, the library's ``poll_interval``, then each wait 1.5 times the last, up
+  to 10 s);
 * **done**: servers ``accepted`` (native) or ``stopped`` (batch); the seeded fleet has some
   already stopped, which neither path sends.
 

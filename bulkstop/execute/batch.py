@@ -10,8 +10,9 @@ each batch the engine hands it (the canary, then each wave) it:
 2. per project and service, one chunk at a time: journals an intent for every server of the
    chunk (:meth:`~.ledger.Ledger.admit`), sends ``POST .../action`` through the gate, tells the
    observer the job id as soon as it is known (the journal records it), and polls
-   ``GET .../jobs/{job_id}`` every ``poll_interval`` until the job is ``SUCCESS`` or ``FAIL``,
-   or ``wait_timeout`` has passed — with or without ``wait``: only the job knows each fate;
+   ``GET .../jobs/{job_id}`` — first after ``poll_interval``, then each wait 1.5 times the last,
+   up to :data:`MAX_JOB_POLL_INTERVAL` — until the job is ``SUCCESS`` or ``FAIL``, or
+   ``wait_timeout`` has passed — with or without ``wait``: only the job knows each fate;
 3. maps each sub-job to its server's outcome: ``SUCCESS`` → ``stopped``/``started``; ``FAIL`` →
    what :func:`~bulkstop.cloud.verdict.judge_sub_job` makes of its code (BMS.0039 →
    ``already_stopped``, Ecs.0605 → ``skipped``, BMS.0036/Ecs.0100 → the server is read and
@@ -58,6 +59,10 @@ DEFAULT_BATCH_SIZE: Final = MAX_BATCH_SIZE
 APIS: Final = ("native", "batch")
 #: The ``service`` values.
 ROUTINGS: Final = get_args(Routing)
+#: Each poll of a job waits this much longer than the last (from ``poll_interval``) ...
+JOB_POLL_GROWTH: Final = 1.5
+#: ... up to this many seconds (otcextensions' ``wait_for_job`` polls every 5 s).
+MAX_JOB_POLL_INTERVAL: Final = 10.0
 #: The stop type bare metal accepts (its batch API marks SOFT "invalid").
 BAREMETAL_STOP_TYPE: Final = "HARD"
 
@@ -251,8 +256,11 @@ class BatchDispatcher:
         assert job_id is not None
         timeout = ctx.options.wait_timeout
         give_up_at = chunk.started + timeout
+        interval = ctx.options.poll_interval
         while True:
-            await ctx.sleep(min(ctx.options.poll_interval, max(give_up_at - ctx.clock(), 0.0)))
+            await ctx.sleep(min(interval, max(give_up_at - ctx.clock(), 0.0)))
+            # A long job is polled less and less often: the calls are the quota's.
+            interval = min(interval * JOB_POLL_GROWTH, max(MAX_JOB_POLL_INTERVAL, interval))
             try:
                 res = await ctx.gate.call(
                     chunk.scope, partial(self.api.get_job, chunk.scope, chunk.service, job_id)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 nothing failed; 1 at least one server ``failed``/``not_found``; 2 bad usage or
 input; 3 authentication, configuration or endpoint failure; 4 refused or stopped by a safety
-rail; 130 interrupted. Errors are one line on stderr, never a traceback.
+rail; 5 the report or journal could not be written; 130 interrupted. Errors are one line on
+stderr, never a traceback.
 
 Modules: :mod:`.options` (the options ``stop`` and ``start`` share), :mod:`.act` (the
 ``stop`` and ``start`` commands: options → one call of :mod:`bulkstop.api`), :mod:`.recovery`
@@ -20,6 +21,8 @@ import importlib
 from typing import Final
 
 import click
+
+from bulkstop.cli.console import interrupted
 
 #: Command name → ``module:attribute`` of its click command, imported on first use.
 COMMANDS: Final = {
@@ -44,6 +47,14 @@ class LazyGroup(click.Group):
         module, _, attribute = target.partition(":")
         command: click.Command = getattr(importlib.import_module(module), attribute)
         return command
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; Ctrl-C before a run owns the signals (an ID file that is a FIFO
+        waiting for its writer, a prompt) is exit 130 and one line, not click's "Aborted!"."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
 
 
 @click.group(

@@ -17,7 +17,7 @@ import click
 
 from bulkstop import api
 from bulkstop.api import RunResult
-from bulkstop.cli.console import cli_words, fail, run_async
+from bulkstop.cli.console import cli_words, error_line, fail, run_async
 from bulkstop.cli.options import action_options, default_report_path, refuse_selection
 from bulkstop.cli.progress import Progress, shown
 from bulkstop.cli.recovery import (
@@ -28,7 +28,7 @@ from bulkstop.cli.recovery import (
     resume_hint,
 )
 from bulkstop.cloud.auth import AuthSettings
-from bulkstop.errors import BulkstopError, UsageError
+from bulkstop.errors import BulkstopError, RecordError, UsageError
 from bulkstop.execute.engine import Plan
 from bulkstop.models import Action
 from bulkstop.record.journal import journal_path_for
@@ -105,7 +105,7 @@ def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | 
     """Shared body of ``stop`` and ``start``: options → a library call → messages, exit code."""
     try:
         call = _library_call(action, params, stop_type=stop_type)
-        interactive = sys.stdin.isatty() and sys.stderr.isatty()
+        interactive = sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
         if not (params["yes"] or params["dry_run"] or interactive):
             raise UsageError(
                 f"refusing to {action.verb} servers without confirmation: there is no terminal "
@@ -117,8 +117,20 @@ def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | 
     if not params["quiet"]:
         progress = Progress(stream=sys.stderr, interactive=sys.stderr.isatty(), verb=action.verb)
     confirm = None if params["yes"] else functools.partial(_confirm, action)
-    result = run_async(functools.partial(_run, call, progress=progress, confirm=confirm))
+    result, unrecorded = run_async(
+        functools.partial(_run, call, progress=progress, confirm=confirm)
+    )
     click.echo(cli_words(result.summary), err=True)
+    if unrecorded is not None:
+        # The run went on record only in part: say what failed, and how to finish it.
+        click.echo(error_line(unrecorded), err=True)
+        if result.journal_path is not None:
+            click.echo(
+                f"journal: {result.journal_path}\nonce the disk is fixed, finish with: "
+                f"bulkstop {action.verb} --resume {result.journal_path}",
+                err=True,
+            )
+        sys.exit(unrecorded.exit_code)
     if result.report_path not in (None, "-"):
         click.echo(f"report: {result.report_path}", err=True)
     if hint := resume_hint(result, action.verb):
@@ -128,9 +140,16 @@ def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | 
 
 async def _run(
     call: LibraryCall, *, progress: Progress | None, confirm: Confirm | None
-) -> RunResult:
+) -> tuple[RunResult, RecordError | None]:
+    """The library call, with a run that could not be fully recorded returned, not raised:
+    its :class:`RunResult` (the summary, the journal to resume) rides on the RecordError."""
     async with shown(progress):
-        return await call(observer=progress, confirm=confirm, handle_signals=True)
+        try:
+            return await call(observer=progress, confirm=confirm, handle_signals=True), None
+        except RecordError as exc:
+            if not isinstance(exc.result, RunResult):
+                raise
+            return exc.result, exc
 
 
 def _library_call(action: Action, params: dict[str, Any], *, stop_type: str | None) -> LibraryCall:

@@ -10,8 +10,10 @@ import gc
 import importlib.util
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping
+from types import FrameType
 from typing import Any, Final, NoReturn, TypeVar
 
 import anyio
@@ -19,6 +21,7 @@ import click
 
 from bulkstop.cli.options import flag_of
 from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError, ParameterError
+from bulkstop.redaction import redact
 
 T = TypeVar("T")
 
@@ -79,10 +82,15 @@ def cli_words(text: str) -> str:
     return _PARAMETER.sub(lambda m: PARAMETER_FLAGS.get(m.group(1), m.group(0)), text)
 
 
+def error_line(error: BulkstopError) -> str:
+    """The one line that reports ``error``: flags for parameters, credentials in URLs masked."""
+    message = error.naming(flag_of) if isinstance(error, ParameterError) else str(error)
+    return f"bulkstop: error: {redact(cli_words(message))}"
+
+
 def fail(error: BulkstopError) -> NoReturn:
     """Print a one-line error and exit with its code (a parameter named by its flag)."""
-    message = error.naming(flag_of) if isinstance(error, ParameterError) else str(error)
-    click.echo(f"bulkstop: error: {cli_words(message)}", err=True)
+    click.echo(error_line(error), err=True)
     sys.exit(error.exit_code)
 
 
@@ -90,17 +98,62 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine with bulkstop's error handling (and collector thresholds) around it."""
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
+    previous_term = signal.signal(signal.SIGTERM, _terminated)
+    _occupy_closed_standard_fds()
     try:
         return anyio.run(main, backend_options={"use_uvloop": use_uvloop()})
     except BulkstopError as exc:
+        if _abandoned_a_thread():
+            # A Keystone exchange abandoned at its timeout still holds a worker thread, and
+            # interpreter shutdown would wait for it: say so and leave at once.
+            click.echo(error_line(exc), err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
         fail(exc)
     except KeyboardInterrupt:
         # Only reached before anything was sent (once dispatch starts, the runner owns SIGINT).
-        # A worker thread may still be blocked (the confirmation prompt, a Keystone call), and
-        # interpreter shutdown would wait for it: leave at once instead.
-        click.echo("bulkstop: interrupted; nothing was sent", err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
+        interrupted()
     finally:
         gc.set_threshold(*previous)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def _occupy_closed_standard_fds() -> None:
+    """Put ``/dev/null`` on a closed standard descriptor (``bulkstop ... <&-``).
+
+    Otherwise the event loop's own descriptors land on 0-2, and uvloop aborts the process when
+    it closes one of them. ``sys.stdin`` stays ``None``: reading ``-`` is still refused.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def interrupted() -> NoReturn:
+    """Ctrl-C or SIGTERM before anything was sent: one line, exit 130.
+
+    A worker thread may still be blocked (the confirmation prompt, a Keystone call), and
+    interpreter shutdown would wait for it: leave at once instead.
+    """
+    click.echo("bulkstop: interrupted; nothing was sent", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _abandoned_a_thread() -> bool:
+    """A Keystone exchange was abandoned at its timeout (see ``cloud.auth.ABANDONED``); looked
+    up without importing keystoneauth1 into commands that never load it."""
+    auth = sys.modules.get("bulkstop.cloud.auth")
+    return auth is not None and bool(auth.ABANDONED.is_set())
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM before the runner watches signals (resolving, listing) is a Ctrl-C too."""
+    raise KeyboardInterrupt

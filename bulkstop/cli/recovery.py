@@ -20,6 +20,7 @@ from bulkstop.cli.options import SELECTION_FLAGS, refuse_selection
 from bulkstop.errors import UsageError
 from bulkstop.models import Action
 from bulkstop.record.journal import JournalState, read_journal
+from bulkstop.redaction import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,7 +54,8 @@ class RecordedCommand(click.Command):
 
 def command_line() -> tuple[str, ...]:
     """The current command's arguments after its name (empty outside a RecordedCommand)."""
-    return tuple(click.get_current_context().meta.get(_ARGV_KEY, ()))
+    # Recorded in the journal: credentials in a URL (--endpoint) must not be.
+    return tuple(redact(arg) for arg in click.get_current_context().meta.get(_ARGV_KEY, ()))
 
 
 def recovery_options(f: F) -> F:

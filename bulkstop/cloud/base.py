@@ -26,8 +26,6 @@ from bulkstop.models import Action, ListQuery, Reply
 BatchService = Literal["bms", "ecs"]
 #: The tag (and metadata key) Huawei puts on bare metal servers' native records.
 BAREMETAL_TAG: Final = "__type_baremetal"
-#: The most servers Huawei accepts in one batch call (ECS answers Ecs.0118 above it).
-MAX_BATCH_SIZE: Final = 1000
 
 
 class ComputeAPI(Protocol):

@@ -10,9 +10,10 @@ each batch the engine hands it (the canary, then each wave) it:
 2. per project and service, one chunk at a time: journals an intent for every server of the
    chunk (:meth:`~.ledger.Ledger.admit`), sends ``POST .../action`` through the gate, tells the
    observer the job id as soon as it is known (the journal records it), and polls
-   ``GET .../jobs/{job_id}`` — first after ``poll_interval``, then each wait 1.5 times the last,
-   up to :data:`MAX_JOB_POLL_INTERVAL` — until the job is ``SUCCESS`` or ``FAIL``, or
-   ``wait_timeout`` has passed — with or without ``wait``: only the job knows each fate;
+   ``GET .../jobs/{job_id}`` — first after ``poll_interval``, then each wait 1.5 times the
+   last, up to :data:`~bulkstop.limits.MAX_JOB_POLL_INTERVAL` — until the job is ``SUCCESS``
+   or ``FAIL``, or ``wait_timeout`` has passed — with or without ``wait``: only the job
+   knows each fate;
 3. maps each sub-job to its server's outcome: ``SUCCESS`` → ``stopped``/``started``; ``FAIL`` →
    what :func:`~bulkstop.cloud.verdict.judge_sub_job` makes of its code (BMS.0039 →
    ``already_stopped``, Ecs.0605 → ``skipped``, BMS.0036/Ecs.0100 → the server is read and
@@ -40,13 +41,14 @@ from typing import Final, Literal, get_args
 
 import anyio
 
-from bulkstop.cloud.base import BAREMETAL_TAG, MAX_BATCH_SIZE, BatchComputeAPI, BatchService
+from bulkstop.cloud.base import BAREMETAL_TAG, BatchComputeAPI, BatchService
 from bulkstop.cloud.verdict import Kind, judge_sub_job
 from bulkstop.errors import CloudAccessError, ParameterError
 from bulkstop.execute.context import DispatchContext
 from bulkstop.execute.dispatch import DispatcherFactory
 from bulkstop.execute.gate import CallResult, NotAdmitted
 from bulkstop.execute.ledger import result_for
+from bulkstop.limits import MAX_BATCH_SIZE, MAX_JOB_POLL_INTERVAL
 from bulkstop.models import Action, ErrorInfo, Job, Outcome, Server, SubJob
 from bulkstop.plan.eligibility import PlanEntry
 from bulkstop.plan.rails import Batch
@@ -59,10 +61,9 @@ DEFAULT_BATCH_SIZE: Final = MAX_BATCH_SIZE
 APIS: Final = ("native", "batch")
 #: The ``service`` values.
 ROUTINGS: Final = get_args(Routing)
-#: Each poll of a job waits this much longer than the last (from ``poll_interval``) ...
+#: Each poll of a job waits this much longer than the last (from ``poll_interval``, up to
+#: :data:`~bulkstop.limits.MAX_JOB_POLL_INTERVAL`).
 JOB_POLL_GROWTH: Final = 1.5
-#: ... up to this many seconds (otcextensions' ``wait_for_job`` polls every 5 s).
-MAX_JOB_POLL_INTERVAL: Final = 10.0
 #: The stop type bare metal accepts (its batch API marks SOFT "invalid").
 BAREMETAL_STOP_TYPE: Final = "HARD"
 
@@ -97,8 +98,15 @@ class RecordedJob:
     """The job a server was sent in, as the journal recorded it (for a resumed run)."""
 
     scope: str
-    service: str
+    service: BatchService
     job_id: str
+
+
+def batch_service(value: object) -> BatchService:
+    """``value`` if it names a service of the batch API (``bms``, ``ecs``); else ValueError."""
+    if value == "bms" or value == "ecs":
+        return value
+    raise ValueError(f"not a batch service: {str(value)[:20]!r}")
 
 
 def is_baremetal(server: Server) -> bool:
@@ -173,9 +181,8 @@ class BatchDispatcher:
         async with anyio.create_task_group() as tg:
             for job_id, entries in resumed.items():
                 job = self.jobs[entries[0].server.id]
-                service: BatchService = "bms" if job.service == "bms" else "ecs"
                 chunk = _Chunk(
-                    scope=job.scope, service=service, entries=tuple(entries), job_id=job_id
+                    scope=job.scope, service=job.service, entries=tuple(entries), job_id=job_id
                 )
                 tg.start_soon(self._poll_recorded, chunk)
             for (scope, service), entries in groups.items():

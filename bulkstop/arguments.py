@@ -33,6 +33,7 @@ from bulkstop.models import Action, Outcome
 from bulkstop.plan.rails import ErrorBudget, Rails
 from bulkstop.record.journal import JournalState, journal_path_for
 from bulkstop.record.planfile import DEFAULT_PLAN_MAX_AGE, load_plan
+from bulkstop.redaction import MASK, redact
 from bulkstop.runner import Confirm
 from bulkstop.select.idfile import STDIN_PATH, STDIN_SOURCE, IdEntry, load_ids
 from bulkstop.select.selector import Selector
@@ -145,6 +146,8 @@ def recorded_options(state: JournalState) -> dict[str, Any]:
         )
         if recorded.get(name) is not None
     }
+    if _unmasked(found.get("batch_endpoint")) is None:
+        found.pop("batch_endpoint", None)
     found.update(
         (name, rails[name])
         for name in ("max_servers", "max_percent", "canary", "max_errors")
@@ -189,14 +192,15 @@ def batch_options(settings: BatchSettings | None) -> dict[str, Any]:
         "api": "batch",
         "service": settings.service,
         "batch_size": settings.batch_size,
-        "batch_endpoint": settings.endpoint,
+        "batch_endpoint": None if settings.endpoint is None else redact(settings.endpoint),
     }
 
 
 def endpoint_options(auth: AuthSettings) -> dict[str, Any]:
-    """The endpoint and region a run was given, as the report's ``options`` record them."""
+    """The endpoint and region a run was given, as the report's ``options`` record them
+    (credentials in a URL masked: such an endpoint must be given again to resume)."""
     given = {"endpoint": auth.endpoint, "region_name": auth.region_name}
-    return {name: value for name, value in given.items() if value is not None}
+    return {name: redact(value) for name, value in given.items() if value is not None}
 
 
 def recorded_cloud(state: JournalState, cloud: str | AuthSettings | None) -> AuthSettings:
@@ -207,9 +211,16 @@ def recorded_cloud(state: JournalState, cloud: str | AuthSettings | None) -> Aut
     recorded = state.options
     return AuthSettings(
         os_cloud=cloud,
-        endpoint=recorded.get("endpoint") or None,
+        endpoint=_unmasked(recorded.get("endpoint")),
         region_name=recorded.get("region_name") or None,
     )
+
+
+def _unmasked(url: object) -> str | None:
+    """A recorded URL, unless it was recorded with its credentials masked (then unusable)."""
+    if not isinstance(url, str) or not url or f"{MASK}@" in url:
+        return None
+    return url
 
 
 def from_criteria(params: Mapping[str, Any]) -> tuple[Selector, tuple[str, ...]]:

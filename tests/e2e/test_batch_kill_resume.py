@@ -73,7 +73,7 @@ def test_killed_during_a_job_resume_polls_it_instead_of_sending_again(
     selected = {s["id"] for s in json.loads(dry.stdout)["servers"] if s["outcome"] == "planned"}
     assert len(selected) > int(BATCH_SIZE)
 
-    run = mock.start(
+    run = mock.spawn_bulkstop(
         *("stop", "--tag", TAG, *batch_options(mock), "--yes", "--quiet", "--report", "run.json"),
         cwd=tmp_path,
     )

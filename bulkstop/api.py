@@ -82,7 +82,7 @@ from bulkstop.arguments import FreshParams, PathArg, ResumeParams, SelectParams,
 from bulkstop.cloud.auth import AuthSettings
 from bulkstop.cloud.batch import HttpBatch
 from bulkstop.cloud.http import open_compute
-from bulkstop.errors import ParameterError, RecordError, literal
+from bulkstop.errors import ParameterError, RecordError
 from bulkstop.execute.batch import BatchSettings, batch_dispatcher
 from bulkstop.execute.dispatch import NativeDispatcher
 from bulkstop.execute.engine import DispatcherFactory, Observer
@@ -179,9 +179,8 @@ async def resume(
     merged["cloud"] = arguments.recorded_cloud(state, params.get("cloud"))
     if state.jobs and merged.get("api") != "batch":
         raise ParameterError(
-            "{journal}: its run sent batch jobs, which only "
-            + literal('api="batch"')
-            + " can poll; resume it with {api} batch"
+            "{journal}: its run sent batch jobs, which only the batch API can poll: "
+            "resume it with {api} batch"
         )
     selector = resume_selector(state, **arguments.protections(merged))
     return await _perform(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fakes import FakeClock, FakeCompute, make_server
 
+import bulkstop
 from bulkstop import arguments
 from bulkstop.errors import ParameterError
 from bulkstop.execute.batch import BatchSettings, RecordedJob, batch_dispatcher, is_baremetal
@@ -186,7 +187,9 @@ class TestSettings:
         assert settings == BatchSettings()
         assert arguments.batch_options(settings)["batch_size"] == 1000
 
-    def test_the_journal_keeps_each_servers_job_until_its_outcome(self, tmp_path: Path) -> None:
+    async def test_the_journal_keeps_each_servers_job_until_its_outcome(
+        self, tmp_path: Path
+    ) -> None:
         from bulkstop.execute.resolve import Plan
         from bulkstop.models import Action as A
         from bulkstop.plan.eligibility import PlanEntry
@@ -215,3 +218,6 @@ class TestSettings:
         state = read_journal(path)
         assert state.jobs == {b.id: RecordedJob(scope="p1", service="bms", job_id=JOB)}
         assert state.outcomes[a.id].job_id == JOB
+        # Only the batch API can poll those jobs: a resume that would re-send them is refused.
+        with pytest.raises(ParameterError, match="batch API can poll"):
+            await bulkstop.resume(state, api="native")

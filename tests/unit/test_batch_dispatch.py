@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,10 @@ from bulkstop.errors import ParameterError
 from bulkstop.execute.batch import BatchSettings, RecordedJob, batch_dispatcher, is_baremetal
 from bulkstop.execute.engine import Engine, RunOptions
 from bulkstop.models import Action, ErrorInfo, Job, Outcome, Reply, ServerResult, SubJob
+from bulkstop.plan.rails import Rails
 from bulkstop.record.journal import Journal, read_journal
 from bulkstop.select.selector import Selector
+from bulkstop.timespec import utc_now
 
 pytestmark = pytest.mark.anyio
 
@@ -154,6 +157,34 @@ class TestJobs:
         results, _ = await run(FakeCompute.with_servers(servers), batch, jobs=jobs)
         assert [ids for _, ids in batch.posts] == [(servers[2].id,)]
         assert {r.outcome for r in results.values()} == {Outcome.STOPPED}
+
+
+class TestRails:
+    """Halts are seen between chunks."""
+
+    async def test_no_new_chunk_after_the_deadline(self) -> None:
+        servers = [make_server(i) for i in range(5)]
+        subs = [SubJob(server_id=s.id, status="SUCCESS") for s in servers]
+        batch = FakeBatch(polls=[job("SUCCESS", *subs)])
+        clock = FakeClock()
+        # Each chunk's job is seen ended by its first poll, 1 s after its call.
+        engine = Engine(
+            compute=FakeCompute.with_servers(servers),
+            scopes=("p1",),
+            options=RunOptions(
+                rate=0,
+                poll_interval=1.0,
+                rails=Rails(deadline=utc_now() + timedelta(seconds=2.5)),
+            ),
+            rng=random.Random(0),
+            clock=clock,
+            sleep=clock.sleep,
+            dispatcher=batch_dispatcher(batch, BatchSettings(service="ecs", batch_size=1)),
+        )
+        results = await engine.execute(await engine.resolve(NIGHTLY))
+        assert len(batch.posts) == 3
+        assert [r.outcome for r in results] == [Outcome.STOPPED] * 3 + [Outcome.NOT_ATTEMPTED] * 2
+        assert engine.halted == "deadline"
 
 
 class TestSettings:

@@ -6,6 +6,9 @@ projects, :class:`~bulkstop.execute.engine.RunOptions`, :class:`~bulkstop.cloud.
 AuthSettings`, the journal's path — and refuses, with a
 :class:`~bulkstop.errors.ParameterError` naming the parameter, what cannot work. A parameter
 not given takes the CLI's default (the same named constants).
+
+Why one module of ~430 lines: it is the one translation of the public parameters into the
+library's records; the parameter tables, their checks and their defaults must not drift apart.
 """
 
 from __future__ import annotations

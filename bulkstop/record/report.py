@@ -9,7 +9,10 @@ Schema ``bulkstop/report/v1``::
      "projects": {"<project_id>": {"selected": 0, "outcomes": {}}},
      "servers": [{"id": "", "project_id": "", "name": "", "outcome": "", "http_status": 204,
                   "attempts": 1, "error": null, "reason": null, "request_id": null,
-                  "elapsed": 0.02}]}
+                  "elapsed": 0.02, "job_id": null}]}
+
+``job_id`` (added within v1) names the Huawei batch job that carried a server's action out
+(``api="batch"``); it is ``null`` for one request per server, and absent in older reports.
 
 ``summary`` and ``projects`` are derived from ``servers`` (they are written for readers and
 recomputed on read); one pass over the servers (:class:`Tally`) counts everything the report
@@ -40,7 +43,7 @@ from bulkstop.errors import (
     InputError,
     UsageError,
 )
-from bulkstop.identifiers import record_project_id, record_server_id
+from bulkstop.identifiers import record_project_id, record_server_id, validate_job_id
 from bulkstop.models import INTERRUPTED, REPORT_SCHEMA, ErrorInfo, Outcome, ServerResult
 from bulkstop.timespec import format_time, parse_moment
 
@@ -220,6 +223,7 @@ def server_to_dict(s: ServerResult) -> dict[str, Any]:
         "reason": s.reason,
         "request_id": s.request_id,
         "elapsed": None if s.elapsed is None else round(s.elapsed, 4),
+        "job_id": s.job_id,
     }
 
 
@@ -233,7 +237,13 @@ def server_json(s: ServerResult, *, string: Callable[[str], str] = _ascii) -> st
     """
     if s.error is not None:
         return _compact(server_to_dict(s)) if string is _ascii else _utf8(server_to_dict(s))
-    status, reason, request_id, elapsed = s.http_status, s.reason, s.request_id, s.elapsed
+    status, reason, request_id, elapsed, job_id = (
+        s.http_status,
+        s.reason,
+        s.request_id,
+        s.elapsed,
+        s.job_id,
+    )
     return (
         f'{{"id":{string(s.id)},"project_id":{string(s.project_id)},'
         f'"name":{string(s.name)},"outcome":{string(s.outcome.value)},'
@@ -241,7 +251,8 @@ def server_json(s: ServerResult, *, string: Callable[[str], str] = _ascii) -> st
         f'"attempts":{int.__repr__(s.attempts)},"error":null,'
         f'"reason":{"null" if reason is None else string(reason)},'
         f'"request_id":{"null" if request_id is None else string(request_id)},'
-        f'"elapsed":{"null" if elapsed is None else repr(round(elapsed, 4))}}}'
+        f'"elapsed":{"null" if elapsed is None else repr(round(elapsed, 4))},'
+        f'"job_id":{"null" if job_id is None else string(job_id)}}}'
     )
 
 
@@ -259,6 +270,7 @@ def server_from_dict(d: Mapping[str, Any]) -> ServerResult:
         reason=d.get("reason"),
         request_id=d.get("request_id"),
         elapsed=None if d.get("elapsed") is None else float(d["elapsed"]),
+        job_id=None if d.get("job_id") is None else validate_job_id(d["job_id"]),
     )
 
 

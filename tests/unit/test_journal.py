@@ -627,8 +627,11 @@ def _results(ids: st.SearchStrategy[str], project_ids: st.SearchStrategy[str]) -
     )
 
 
-@given(result=_results(_texts, _texts))
-def test_hand_formatted_records_are_what_the_encoders_write(result: ServerResult) -> None:
+@given(result=_results(_texts, _texts), job_id=st.none() | _texts)
+def test_hand_formatted_records_are_what_the_encoders_write(
+    result: ServerResult, job_id: str | None
+) -> None:
+    result = dataclasses.replace(result, job_id=job_id)
     expected = journal_module._dumps({"type": "outcome", **server_to_dict(result)})
     assert journal_module.outcome_record(result) == expected
     # The report's row: the same fields, ASCII-only, compact.

@@ -129,6 +129,17 @@ class Observer:
     def finished(self, result: ServerResult) -> None:
         """A server has its final result."""
 
+    def answered(self, scope: str, *, throttled: bool) -> None:
+        """One compute request of ``scope`` got an answer (or none: a reset, a timeout).
+
+        Called for every attempt (reads, listings, retries included): keep it to a counter."""
+
+    def batch_started(self, batch: Batch) -> None:
+        """The canary, a wave, or the final batch is about to be dispatched."""
+
+    def halted(self, reason: str) -> None:
+        """Dispatch was just halted (a rail, a deadline, an interruption): called once."""
+
 
 class Observers(Observer):
     """Several observers as one, called in order (e.g. journal first, then progress)."""
@@ -147,6 +158,18 @@ class Observers(Observer):
     def finished(self, result: ServerResult) -> None:
         for o in self.observers:
             o.finished(result)
+
+    def answered(self, scope: str, *, throttled: bool) -> None:
+        for o in self.observers:
+            o.answered(scope, throttled=throttled)
+
+    def batch_started(self, batch: Batch) -> None:
+        for o in self.observers:
+            o.batch_started(batch)
+
+    def halted(self, reason: str) -> None:
+        for o in self.observers:
+            o.halted(reason)
 
 
 class Engine:
@@ -182,6 +205,7 @@ class Engine:
             rng=rng,
             clock=clock,
             sleep=sleep,
+            on_answer=self.observer.answered,
         )
         self.results: dict[str, ServerResult] = {}
         self._in_flight: set[str] = set()
@@ -374,6 +398,7 @@ class Engine:
         """Dispatch nothing new; requests in flight finish. The rest become ``not_attempted``."""
         if self._halt is None:
             self._halt = reason
+            self.observer.halted(reason)
         for waiting in self._queued.values():
             waiting.cancel()
         self._queued.clear()
@@ -403,6 +428,7 @@ class Engine:
         for batch in batches(sends, canary=self.options.rails.canary):
             if self._halt is not None:
                 break
+            self.observer.batch_started(batch)
             await self._run_batch(batch.entries, wait=self.options.wait or batch.canary)
             if batch.canary:
                 self._judge_canary(batch)

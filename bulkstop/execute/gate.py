@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 import anyio
 
@@ -38,6 +38,13 @@ from bulkstop.models import Reply
 DEFAULT_MAX_ATTEMPTS: Final = 5
 
 Request = Callable[[], Awaitable[Reply]]
+
+
+class AnswerHook(Protocol):
+    """Told of every answer: the project, and whether it was a throttle (``Observer.answered``)."""
+
+    def __call__(self, scope: str, *, throttled: bool) -> None: ...
+
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +96,7 @@ class Gate:
         rng: random.Random | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
+        on_answer: AnswerHook | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -99,6 +107,7 @@ class Gate:
         self._rng = rng or random.Random()
         self._clock = clock
         self._sleep = sleep
+        self._on_answer = on_answer
         #: Requests sent, by project; the report shows it.
         self.sent: dict[str, int] = dict.fromkeys(budgets, 0)
 
@@ -125,12 +134,15 @@ class Gate:
             # From the first request on the wire: waiting for a slot or a turn is not its time.
             started = started if attempts else sent_at
             attempts += 1
+            throttled = not reply.ok and is_throttle(reply.status, reply.error)
+            if self._on_answer is not None:
+                self._on_answer(project_id, throttled=throttled)
             if reply.ok:
                 budget.succeeded()
                 return CallResult(
                     reply=reply, attempts=attempts, started=started, uncertain=uncertain
                 )
-            if is_throttle(reply.status, reply.error):
+            if throttled:
                 budget.throttled(reply.retry_after)
                 throttles += 1
                 wait = throttle_delay(reply.retry_after, throttles, self.policy.backoff, self._rng)

@@ -7,12 +7,14 @@ Schema ``bulkstop/report/v1``::
      "halted_by": null, "requests": {"<project_id>": 0},
      "summary": {"selected": 0, "outcomes": {"<outcome>": 0}, "http_status": {"204": 0}},
      "projects": {"<project_id>": {"selected": 0, "outcomes": {}}},
+     "timeline": {...},
      "servers": [{"id": "", "project_id": "", "name": "", "outcome": "", "http_status": 204,
                   "attempts": 1, "error": null, "reason": null, "request_id": null,
                   "elapsed": 0.02}]}
 
 ``summary`` and ``projects`` are derived from ``servers`` (they are written for readers and
-recomputed on read). Reports are written atomically (temporary file + rename) with owner-only
+recomputed on read). ``timeline`` (optional, added by newer versions; readers ignore what they
+do not know) holds per-second counters, see :mod:`bulkstop.record.timeline`. Reports are written atomically (temporary file + rename) with owner-only
 permissions, and never contain a password, secret or token: nothing secret is ever put in one.
 """
 
@@ -62,6 +64,8 @@ class Report:
     halted_by: str | None = None
     #: Compute API requests sent, per project.
     requests: Mapping[str, int] = field(default_factory=dict)
+    #: Per-second counters and events of the run (:mod:`bulkstop.record.timeline`), if kept.
+    timeline: Mapping[str, Any] | None = None
 
     @property
     def outcomes(self) -> collections.Counter[str]:
@@ -100,6 +104,8 @@ class Report:
             },
             "projects": _per_project(self.servers),
         }
+        if self.timeline is not None:
+            head["timeline"] = dict(self.timeline)
         return head, ({"plan": {"digest": self.plan_digest}} if self.dry_run else {})
 
     @property
@@ -145,9 +151,18 @@ class Report:
                 options=dict(data.get("options") or {}),
                 halted_by=data.get("halted_by"),
                 requests={str(k): int(v) for k, v in (data.get("requests") or {}).items()},
+                timeline=_timeline(data.get("timeline")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"malformed bulkstop report: {exc!r}", source=source) from None
+
+
+def _timeline(data: Any) -> Mapping[str, Any] | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise TypeError("timeline is not an object")
+    return data
 
 
 def _per_project(servers: Iterable[ServerResult]) -> dict[str, Any]:

@@ -13,7 +13,9 @@ import anyio
 import anyio.to_thread
 import click
 
+from bulkstop.cli import log
 from bulkstop.cli.console import fail, run_async
+from bulkstop.cli.log import JsonProgress
 from bulkstop.cli.options import action_options, default_report_path, refuse_selection
 from bulkstop.cli.progress import Progress
 from bulkstop.cli.recovery import (
@@ -25,7 +27,9 @@ from bulkstop.cli.recovery import (
     recovery_options,
     resume_hint,
     resume_run,
+    unfinished_journal,
 )
+from bulkstop.cli.unattended import after_run
 from bulkstop.cloud.auth import AuthSettings
 from bulkstop.cloud.http import open_compute
 from bulkstop.errors import BulkstopError, UsageError
@@ -94,32 +98,80 @@ def start(**params: Any) -> None:
 
 def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | None) -> None:
     """Shared body of ``stop`` and ``start``."""
-    try:
-        request, auth = _build_request(action, params, stop_type=stop_type)
-        interactive = sys.stdin.isatty() and sys.stderr.isatty()
-        if not (params["yes"] or params["dry_run"] or interactive):
-            raise UsageError(
-                f"refusing to {action.verb} servers without confirmation: there is no terminal "
-                "to ask on; pass --yes (or --dry-run to look first)"
-            )
-    except BulkstopError as exc:
-        fail(exc)
-    report = run_async(
-        functools.partial(
-            _execute,
-            request=request,
-            auth=auth,
-            request_timeout=params["request_timeout"],
-            quiet=params["quiet"],
-            ask=not params["yes"],
+    with after_run(action, params) as ending:
+        try:
+            request, auth = _build_request(action, params, stop_type=stop_type)
+            ending.report_path = request.report_path
+            _check_confirmable(action, params)
+        except BulkstopError as exc:
+            fail(exc)
+        log.event(
+            "run_start",
+            action=action.verb,
+            dry_run=request.options.dry_run,
+            selector=request.selector.describe(),
+            options=request.describe_options(),
+            report_path=request.report_path,
+            journal_path=request.journal_path,
+            resumed=request.resume is not None,
         )
-    )
+        report = run_async(
+            functools.partial(
+                _execute,
+                request=request,
+                auth=auth,
+                request_timeout=params["request_timeout"],
+                quiet=params["quiet"],
+                ask=not params["yes"],
+            )
+        )
+        ending.report = report
+        _print_summary(request, report)
+        sys.exit(exit_code(report))
+
+
+def _check_confirmable(action: Action, params: dict[str, Any]) -> None:
+    """Without --yes, a prompt needs a terminal (and a human reader: no prompt in JSON mode)."""
+    if params["yes"] or params["dry_run"]:
+        return
+    if log.is_json():
+        raise UsageError(
+            f"refusing to {action.verb} servers without confirmation: JSON log mode never "
+            "prompts; pass --yes (or --dry-run to look first)"
+        )
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageError(
+            f"refusing to {action.verb} servers without confirmation: there is no terminal "
+            "to ask on; pass --yes (or --dry-run to look first)"
+        )
+
+
+def _print_summary(request: RunRequest, report: Report) -> None:
+    """The summary, where the report is, and how to finish a halted run."""
+    hint = resume_hint(request, report)
+    if log.is_json():
+        summary = report.to_dict()
+        log.event(
+            "summary",
+            level="info" if exit_code(report) == 0 else "warning",
+            action=report.action,
+            dry_run=report.dry_run,
+            duration=round((report.finished_at - report.started_at).total_seconds(), 3),
+            halted_by=report.halted_by,
+            requests=dict(report.requests),
+            **summary["summary"],
+            projects=summary["projects"],
+            exit_code=exit_code(report),
+            report_path=request.report_path,
+            journal_path=request.journal_path,
+            hint=hint,
+        )
+        return
     click.echo(render_summary(report), err=True)
     if request.report_path not in (None, "-"):
         click.echo(f"report: {request.report_path}", err=True)
-    if hint := resume_hint(request, report):
+    if hint:
         click.echo(hint, err=True)
-    sys.exit(exit_code(report))
 
 
 def _build_request(
@@ -127,6 +179,8 @@ def _build_request(
 ) -> tuple[RunRequest, AuthSettings]:
     now = utc_now()
     resumed: Resumed | None = None
+    if params["resume_unfinished"] and not (params["resume"] or params["dry_run"]):
+        params["resume"] = unfinished_journal(action, params)
     if params["resume"]:
         resumed = resume_run(action, params)
         selector, projects = resumed.selector, resumed.projects
@@ -235,8 +289,12 @@ async def _execute(
     compute, scopes = await open_compute(
         auth, request_timeout=request_timeout, pool_size=request.options.concurrency
     )
-    progress = None
-    if not quiet:
+    progress: Progress | JsonProgress | None = None
+    if quiet:
+        pass
+    elif log.is_json():
+        progress = JsonProgress(verb=request.options.action.verb)
+    else:
         progress = Progress(
             stream=sys.stderr, interactive=sys.stderr.isatty(), verb=request.options.action.verb
         )

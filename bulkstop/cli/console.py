@@ -13,8 +13,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final, NoReturn, TypeVar
 
 import anyio
-import click
 
+from bulkstop.cli import log
 from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ GC_THRESHOLDS: Final = (10_000, 10, 10)
 
 def fail(error: BulkstopError) -> NoReturn:
     """Print a one-line error and exit with its code."""
-    click.echo(f"bulkstop: error: {error}", err=True)
+    log.say("error", f"bulkstop: error: {error}", level="error", exit_code=error.exit_code)
     sys.exit(error.exit_code)
 
 
@@ -45,7 +45,12 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         # Only reached before anything was sent (once dispatch starts, the runner owns SIGINT).
         # A worker thread may still be blocked (the confirmation prompt, a Keystone call), and
         # interpreter shutdown would wait for it: leave at once instead.
-        click.echo("bulkstop: interrupted; nothing was sent", err=True)
+        log.say(
+            "interrupted",
+            "bulkstop: interrupted; nothing was sent",
+            level="warning",
+            exit_code=EXIT_INTERRUPTED,
+        )
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)

@@ -7,6 +7,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from bulkstop.cli import log
 from bulkstop.cloud.http import DEFAULT_REQUEST_TIMEOUT
 from bulkstop.errors import UsageError
 from bulkstop.execute.engine import DEFAULT_CONCURRENCY, DEFAULT_RATE, DEFAULT_WAIT_TIMEOUT
@@ -14,9 +15,11 @@ from bulkstop.execute.gate import DEFAULT_MAX_ATTEMPTS
 from bulkstop.identifiers import validate_project_id, validate_tag
 from bulkstop.models import Action
 from bulkstop.plan.rails import MIN_FINISHED_FOR_PERCENT, ErrorBudget
+from bulkstop.record.notify import FORMATS as NOTIFY_FORMATS
 from bulkstop.timespec import parse_duration, utc_now
 
 T = TypeVar("T")
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 #: The options that choose servers (parameter name → flag). A plan, a report to undo and a
 #: journal to resume have chosen the servers already, so none of these may come with them.
@@ -88,7 +91,7 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
     verb = action.verb
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
-        options = [
+        options: list[Decorator] = [
             # where
             click.option(
                 "--os-cloud",
@@ -297,8 +300,71 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
             ),
             click.option("--quiet", is_flag=True, help="No progress output."),
         ]
-        for option in reversed(options):
+        for option in reversed(options + unattended_options()):
             f = option(f)
         return f
 
     return decorate
+
+
+#: Environment variable with the webhook URL(s) of ``--notify`` (whitespace-separated).
+NOTIFY_ENVVAR: Final = "BULKSTOP_NOTIFY_URL"
+#: Options whose values are secrets: recorded in the journal only as ``scheme://host/***``.
+SECRET_URL_FLAGS: Final = ("--notify", "--pushgateway")
+
+
+def _labels(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> Any:
+    labels: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key.isidentifier() or key.startswith("__") or key == "action":
+            raise click.BadParameter(
+                f"{value!r}: expected KEY=VALUE with KEY a label name other than 'action'"
+            )
+        labels[key] = text
+    return labels
+
+
+def unattended_options() -> list[Decorator]:
+    """Running it every night: metrics, notifications, the log format."""
+    return [
+        click.option(
+            "--metrics-file",
+            metavar="PATH",
+            help="Write the run's metrics in Prometheus text format for node_exporter's "
+            "textfile collector (atomically; *.prom).",
+        ),
+        click.option(
+            "--pushgateway",
+            metavar="URL",
+            help="Push the run's metrics to this Prometheus Pushgateway (job bulkstop, "
+            "grouped by action and --metrics-label).",
+        ),
+        click.option(
+            "--metrics-label",
+            "metrics_labels",
+            metavar="KEY=VALUE",
+            multiple=True,
+            callback=_labels,
+            help="A label on every metric (and the push's grouping key); repeatable.",
+        ),
+        click.option(
+            "--notify",
+            "notify_urls",
+            metavar="URL",
+            multiple=True,
+            envvar=NOTIFY_ENVVAR,
+            show_envvar=True,
+            help="POST the run's summary here when it ends, however it ends; repeatable. "
+            "Only scheme and host are ever shown or recorded.",
+        ),
+        click.option(
+            "--notify-format",
+            type=click.Choice(NOTIFY_FORMATS),
+            default="json",
+            show_default=True,
+            help="json: the report without its servers, plus the failed ones; slack: an "
+            "incoming-webhook message (Slack, Mattermost).",
+        ),
+        log.log_format_option,
+    ]

@@ -7,6 +7,7 @@ recorded value (the selection always comes from the journal itself).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -14,10 +15,16 @@ from typing import Any, Final, TypeVar
 import click
 from click.core import ParameterSource
 
-from bulkstop.cli.options import SELECTION_FLAGS, default_report_path, refuse_selection
+from bulkstop.cli.options import (
+    SECRET_URL_FLAGS,
+    SELECTION_FLAGS,
+    default_report_path,
+    refuse_selection,
+)
 from bulkstop.errors import UsageError
-from bulkstop.models import Action, Outcome
+from bulkstop.models import INTERRUPTED, Action, Outcome
 from bulkstop.record.journal import JournalState, journal_path_for, read_journal
+from bulkstop.record.notify import redact_url
 from bulkstop.record.report import Report, read_report
 from bulkstop.record.resume import recorded_projects, resume_selector, undo_selector
 from bulkstop.runner import RunRequest
@@ -41,6 +48,11 @@ _NOT_REPEATED: Final = frozenset(
         "report_path",
         "journal_path",
         "resume",
+        "resume_unfinished",
+        # Chosen anew each time: a resumed run notifies only if the URL is given again (the
+        # journal holds it redacted), and logs as it is told now.
+        "notify_urls",
+        "pushgateway",
     }
 )
 
@@ -54,12 +66,29 @@ class RecordedCommand(click.Command):
 
 
 def command_line() -> tuple[str, ...]:
-    """The current command's arguments after its name (empty outside a RecordedCommand)."""
-    return tuple(click.get_current_context().meta.get(_ARGV_KEY, ()))
+    """The current command's arguments after its name (empty outside a RecordedCommand), with
+    the URLs of :data:`~bulkstop.cli.options.SECRET_URL_FLAGS` redacted."""
+    args = list(click.get_current_context().meta.get(_ARGV_KEY, ()))
+    for n, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if flag not in SECRET_URL_FLAGS:
+            continue
+        if eq:
+            args[n] = f"{flag}={redact_url(value)}"
+        elif n + 1 < len(args):
+            args[n + 1] = redact_url(args[n + 1])
+    return tuple(args)
 
 
 def recovery_options(f: F) -> F:
-    """``--journal`` and ``--resume``, shared by ``stop`` and ``start``."""
+    """``--journal``, ``--resume`` and ``--resume-unfinished``, shared by ``stop`` and ``start``."""
+    f = click.option(
+        "--resume-unfinished",
+        is_flag=True,
+        help="For schedulers that retry: if the journal at --journal (or beside --report) "
+        "belongs to a run that did not finish (killed, or interrupted with servers left), "
+        "continue that run as --resume would; otherwise start this one.",
+    )(f)
     f = click.option(
         "--resume",
         metavar="JOURNAL",
@@ -104,6 +133,36 @@ def resume_hint(request: RunRequest, report: Report) -> str | None:
             f"bulkstop {verb} --resume {path}"
         )
     return f"journal: {path}\nto finish: bulkstop {verb} --resume {path}"
+
+
+def unfinished_journal(action: Action, params: dict[str, Any]) -> str | None:
+    """``--resume-unfinished``: the journal to continue, or None to start a new run.
+
+    A journal continues when its run did not end (killed) or ended interrupted with servers
+    left; then the selection options given now are dropped — the journal has the servers — and
+    it must have been started by this same command line. A run that ended otherwise (finished,
+    or halted by a rail) is over: this one starts afresh with its own rails.
+    """
+    if not (params["report_path"] or params["journal_path"]) or params["report_path"] == "-":
+        raise UsageError(
+            "--resume-unfinished needs a fixed --report PATH or --journal PATH to find the run by"
+        )
+    path = journal_path(action, params, params["report_path"] or "-")
+    if not os.path.exists(path):
+        return None
+    state = read_journal(path)
+    if state.ended and not (state.halted_by == INTERRUPTED and state.unfinished):
+        return None
+    now = command_line()
+    if state.commands and state.commands[0] != now:
+        raise UsageError(
+            f"{path} was started by another command line ({' '.join(state.commands[0])}): "
+            f"continue it with --resume {path}, or choose another --report"
+        )
+    for name in (*SELECTION_FLAGS, "journal_path"):
+        value = params.get(name)
+        params[name] = () if isinstance(value, tuple) else (False if value is True else None)
+    return path
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

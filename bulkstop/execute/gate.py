@@ -46,7 +46,6 @@ class AnswerHook(Protocol):
     def __call__(self, scope: str, *, throttled: bool) -> None: ...
 
 
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """How hard to try one request."""

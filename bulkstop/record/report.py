@@ -14,7 +14,9 @@ Schema ``bulkstop/report/v1``::
 
 ``summary`` and ``projects`` are derived from ``servers`` (they are written for readers and
 recomputed on read). ``timeline`` (optional, added by newer versions; readers ignore what they
-do not know) holds per-second counters, see :mod:`bulkstop.record.timeline`. Reports are written atomically (temporary file + rename) with owner-only
+do not know) holds per-second counters, see :mod:`bulkstop.record.timeline`.
+
+Reports are written atomically (temporary file + rename) with owner-only
 permissions, and never contain a password, secret or token: nothing secret is ever put in one.
 """
 

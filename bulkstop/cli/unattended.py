@@ -1,0 +1,144 @@
+"""The end of every ``stop`` / ``start``: metrics, notifications — however the run ended.
+
+:func:`after_run` wraps a command's body. Whatever way it leaves — the run's exit code, a
+usage or cloud error, a refusal, a halt, an interruption — it builds one
+:class:`~bulkstop.record.runend.RunEnd`, writes ``--metrics-file``, pushes to ``--pushgateway``
+and POSTs to each ``--notify`` URL, then lets the exit go on unchanged. None of these can change
+the exit code or lose the report: a failure is a warning on stderr (URLs redacted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bulkstop.cli import log
+from bulkstop.errors import EXIT_FAILURES, EXIT_REFUSED, BulkstopError
+from bulkstop.models import Action
+from bulkstop.record.notify import payload, redact_url, send
+from bulkstop.record.report import Report, read_report
+from bulkstop.record.runend import RunEnd
+from bulkstop.timespec import utc_now
+
+
+@dataclass(slots=True)
+class Ending:
+    """What the command body knows by the time it exits (filled in as the run goes)."""
+
+    report: Report | None = None
+    report_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unattended:
+    """The end-of-run settings of one command line."""
+
+    metrics_file: str | None
+    pushgateway: str | None
+    labels: dict[str, str]
+    notify: tuple[str, ...]
+    notify_format: str
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Unattended:
+        """Read the options of :func:`~bulkstop.cli.options.unattended_options`."""
+        return cls(
+            metrics_file=params["metrics_file"],
+            pushgateway=params["pushgateway"],
+            labels=dict(params["metrics_labels"]),
+            notify=tuple(params["notify_urls"]),
+            notify_format=params["notify_format"],
+        )
+
+    @property
+    def active(self) -> bool:
+        """True when something is to be done at the end."""
+        return bool(self.metrics_file or self.pushgateway or self.notify)
+
+
+@contextlib.contextmanager
+def after_run(action: Action, params: dict[str, Any]) -> Iterator[Ending]:
+    """Run the body; on its way out (``sys.exit`` included), measure and tell, then go on."""
+    settings = Unattended.from_params(params)
+    began, began_wall = time.monotonic(), utc_now()
+    ending = Ending()
+    code, error = 0, None
+    try:
+        yield ending
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_FAILURES
+        error = _error_of(exc)
+        raise
+    except BaseException as exc:
+        # A bug of ours still ends the run: tell, then let the traceback out.
+        code, error = EXIT_FAILURES, f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if settings.active:
+            report = ending.report
+            if report is None and code == EXIT_REFUSED:
+                report = _refused_report(ending.report_path, since=began_wall)
+            end = RunEnd(
+                action=action.verb,
+                exit_code=code,
+                finished_at=utc_now(),
+                duration=time.monotonic() - began,
+                report=report,
+                report_path=ending.report_path,
+                error=error,
+            )
+            tell(end, settings)
+
+
+def tell(end: RunEnd, settings: Unattended) -> None:
+    """Write the metrics file, push, notify; each failure is one warning."""
+    # prometheus_client is imported only by runs that export metrics (~50 ms at start-up).
+    from bulkstop.record.metrics import RunMetrics, push_metrics, write_metrics_file
+
+    metrics = RunMetrics(end=end, labels=settings.labels)
+    if settings.metrics_file:
+        try:
+            write_metrics_file(settings.metrics_file, metrics)
+        except (OSError, ValueError) as exc:
+            _warn(f"cannot write metrics file {settings.metrics_file}: {exc}")
+    if settings.pushgateway:
+        try:
+            push_metrics(settings.pushgateway, metrics)
+        except (OSError, ValueError) as exc:
+            why = type(getattr(exc, "reason", exc)).__name__
+            _warn(f"cannot push metrics to {redact_url(settings.pushgateway)}: {why}")
+    if settings.notify:
+        body = payload(end, settings.notify_format)
+        for url in settings.notify:
+            problem = send(url, body)
+            if problem is not None:
+                _warn(problem)
+
+
+def _warn(text: str) -> None:
+    log.say("warning", f"bulkstop: warning: {text}", level="warning")
+
+
+def _error_of(exc: SystemExit) -> str | None:
+    """The error a ``sys.exit`` was called for: ``fail()`` exits while handling it."""
+    cause: BaseException | None = exc.__context__
+    while cause is not None and not isinstance(cause, BulkstopError):
+        cause = cause.__context__
+    return None if cause is None else str(cause)
+
+
+def _refused_report(path: str | None, *, since: datetime) -> Report | None:
+    """The report a refused run wrote (the runner writes one before refusing), if this run
+    wrote it."""
+    if path in (None, "-"):
+        return None
+    try:
+        written = datetime.fromtimestamp(os.stat(path).st_mtime, UTC)
+        return read_report(path) if written >= since.replace(microsecond=0) else None
+    except (OSError, BulkstopError):
+        return None

@@ -44,7 +44,8 @@ PUSH_TIMEOUT: Final = 10.0
 LAST_SUCCESS: Final = "bulkstop_last_success_timestamp_seconds"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# eq=False: a registry keys its collectors by identity (a report is not hashable).
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class RunMetrics:
     """A run's metrics, ready to be collected by a ``prometheus_client`` registry."""
 

@@ -281,3 +281,12 @@ class TestSignalsAndRetries:
             assert sum(mock.accepted().values()) == 30 and max(mock.accepted().values()) == 1
         finally:
             mock.close()
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    def complete(words: str, cword: int) -> list[str]:
+        env = {"_BULKSTOP_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+        return CliRunner().invoke(main, [], env=env, prog_name="bulkstop").stdout.split()
+
+    assert complete("bulkstop st", 1) == ["plain,stop", "plain,start"]
+    assert complete("bulkstop stop --notify-f", 2) == ["plain,--notify-format"]

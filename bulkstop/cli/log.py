@@ -114,6 +114,8 @@ class JsonProgress(Observer):
         self._interval = interval
         self._counts: collections.Counter[str] = collections.Counter()
         self._throttles: collections.Counter[str] = collections.Counter()
+        #: Seconds of hold (Retry-After) the throttles asked for, per project.
+        self._held: collections.defaultdict[str, float] = collections.defaultdict(float)
         self._total = self._done = 0
         self._next = clock() + interval
 
@@ -134,9 +136,11 @@ class JsonProgress(Observer):
         self._counts[result.outcome.value] += 1
         self.tick()
 
-    def answered(self, scope: str, *, throttled: bool) -> None:
+    def answered(self, scope: str, *, throttled: bool, hold: float | None) -> None:
         if throttled:
             self._throttles[scope] += 1
+            if hold:
+                self._held[scope] += hold
 
     def batch_started(self, batch: Batch) -> None:
         event("batch", wave=batch.wave, canary=batch.canary, size=len(batch.entries))
@@ -168,4 +172,5 @@ class JsonProgress(Observer):
             total=self._total,
             outcomes=dict(sorted(self._counts.items())),
             throttles=dict(sorted(self._throttles.items())),
+            held_seconds={p: round(s, 3) for p, s in sorted(self._held.items())},
         )

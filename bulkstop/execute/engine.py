@@ -129,8 +129,9 @@ class Observer:
     def finished(self, result: ServerResult) -> None:
         """A server has its final result."""
 
-    def answered(self, scope: str, *, throttled: bool) -> None:
-        """One compute request of ``scope`` got an answer (or none: a reset, a timeout).
+    def answered(self, scope: str, *, throttled: bool, hold: float | None) -> None:
+        """One compute request of ``scope`` got an answer (or none: a reset, a timeout);
+        ``hold``: the seconds a throttle answer asked the project to wait (``Retry-After``).
 
         Called for every attempt (reads, listings, retries included): keep it to a counter."""
 
@@ -159,9 +160,9 @@ class Observers(Observer):
         for o in self.observers:
             o.finished(result)
 
-    def answered(self, scope: str, *, throttled: bool) -> None:
+    def answered(self, scope: str, *, throttled: bool, hold: float | None) -> None:
         for o in self.observers:
-            o.answered(scope, throttled=throttled)
+            o.answered(scope, throttled=throttled, hold=hold)
 
     def batch_started(self, batch: Batch) -> None:
         for o in self.observers:

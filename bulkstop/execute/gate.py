@@ -41,9 +41,10 @@ Request = Callable[[], Awaitable[Reply]]
 
 
 class AnswerHook(Protocol):
-    """Told of every answer: the project, and whether it was a throttle (``Observer.answered``)."""
+    """Told of every answer: the project, whether it was a throttle, and the hold (seconds of
+    ``Retry-After``) it put on the project (``Observer.answered``)."""
 
-    def __call__(self, scope: str, *, throttled: bool) -> None: ...
+    def __call__(self, scope: str, *, throttled: bool, hold: float | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,7 +136,8 @@ class Gate:
             attempts += 1
             throttled = not reply.ok and is_throttle(reply.status, reply.error)
             if self._on_answer is not None:
-                self._on_answer(project_id, throttled=throttled)
+                hold = reply.retry_after if throttled else None
+                self._on_answer(project_id, throttled=throttled, hold=hold)
             if reply.ok:
                 budget.succeeded()
                 return CallResult(

@@ -24,7 +24,7 @@ DPI: Final = 100
 PANELS: Final = (
     "compute calls per second, per project",
     "cumulative outcomes",
-    "throttle answers per second, per project",
+    "throttle answers per second, per project (shaded: holds)",
 )
 MISSING: Final = "--plot needs matplotlib: pip install 'bulkstop[plot]'"
 
@@ -60,25 +60,12 @@ def plot_run(report: Report, path: str, *, source: str = "report") -> tuple[str,
         + [int(float(e.get("t", 0))) for e in events]
         + [0]
     )
-    seconds = list(range(length))
     figure, axes = pyplot.subplots(3, 1, sharex=True, figsize=FIGSIZE, dpi=DPI)
     try:
         calls_ax, outcomes_ax, throttles_ax = axes
-        for pid, data in projects.items():
-            calls_ax.plot(seconds, series(data.get("calls", {}), length=length), label=pid)
-        rate = report.options.get("rate")
-        if rate:
-            calls_ax.axhline(rate, color="red", linestyle="--", label=f"--rate {rate}")
-        totals: dict[str, list[int]] = {}
-        for data in projects.values():
-            for outcome, counts in data.get("outcomes", {}).items():
-                dense = series(counts, length=length)
-                before = totals.get(outcome, [0] * length)
-                totals[outcome] = [a + b for a, b in zip(before, dense, strict=True)]
-        for outcome, dense in sorted(totals.items()):
-            outcomes_ax.plot(seconds, list(itertools.accumulate(dense)), label=outcome)
-        for pid, data in projects.items():
-            throttles_ax.bar(seconds, series(data.get("throttles", {}), length=length), label=pid)
+        _draw_calls(calls_ax, projects, length, report.options.get("rate"))
+        _draw_outcomes(outcomes_ax, projects, length, report)
+        _draw_throttles(throttles_ax, projects, length)
         for ax, title in zip(axes, PANELS, strict=True):
             ax.set_title(title)
             _mark(ax, events, _deadline_second(report, timeline))
@@ -95,6 +82,41 @@ def plot_run(report: Report, path: str, *, source: str = "report") -> tuple[str,
     finally:
         pyplot.close(figure)
     return PANELS
+
+
+def _draw_calls(ax: Any, projects: Mapping[str, Any], length: int, rate: Any) -> None:
+    for pid, data in projects.items():
+        counts = series(data.get("calls", {}), length=length)
+        ax.plot(range(length), counts, drawstyle="steps-post", label=pid, alpha=0.8)
+    if rate:
+        ax.axhline(rate, color="red", linestyle="--", label=f"--rate {rate} (per project)")
+
+
+def _draw_outcomes(ax: Any, projects: Mapping[str, Any], length: int, report: Report) -> None:
+    totals: dict[str, list[int]] = {}
+    for data in projects.values():
+        for outcome, counts in data.get("outcomes", {}).items():
+            dense = series(counts, length=length)
+            before = totals.get(outcome, [0] * length)
+            totals[outcome] = [a + b for a, b in zip(before, dense, strict=True)]
+    # Servers a halt left without a request get their outcome only in the report: at the end.
+    for outcome, n in report.outcomes.items():
+        dense = totals.setdefault(outcome, [0] * length)
+        dense[-1] += max(n - sum(dense), 0)
+    for outcome, dense in sorted(totals.items()):
+        ax.plot(range(length), list(itertools.accumulate(dense)), label=outcome)
+
+
+def _draw_throttles(ax: Any, projects: Mapping[str, Any], length: int) -> None:
+    """Stacked bars per project; each hold shaded from its second for its Retry-After."""
+    bottom = [0] * length
+    for pid, data in projects.items():
+        counts = series(data.get("throttles", {}), length=length)
+        bars = ax.bar(range(length), counts, bottom=bottom, label=pid, align="edge", width=0.9)
+        bottom = [a + b for a, b in zip(bottom, counts, strict=True)]
+        color = bars.patches[0].get_facecolor() if bars.patches else None
+        for second, hold in (data.get("holds") or {}).items():
+            ax.axvspan(int(second), int(second) + float(hold), alpha=0.15, color=color)
 
 
 def _deadline_second(report: Report, timeline: Mapping[str, Any]) -> float | None:

@@ -2,12 +2,14 @@
 
 :class:`Timeline` is an engine :class:`~bulkstop.execute.engine.Observer`. It keeps counters, not
 a record per call: for each project and each second since the run started, the compute requests
-answered, the throttle answers among them, and the servers that reached each outcome; besides,
+answered, the throttle answers among them (and the longest hold, in seconds of ``Retry-After``,
+they put on the project), and the servers that reached each outcome; besides,
 a short list of events (the plan, each canary or wave batch, the halt). The runner writes it
 into the report's ``timeline`` key (additive to ``bulkstop/report/v1``)::
 
     "timeline": {"interval": 1, "started_at": "...Z",
                  "projects": {"<project_id>": {"calls": {"<second>": 0}, "throttles": {...},
+                                               "holds": {"<second>": 2.0},
                                                "outcomes": {"<outcome>": {"<second>": 0}}}},
                  "events": [{"t": 0.0, "event": "planned", "to_send": 0},
                             {"t": 1.2, "event": "batch", "wave": null, "canary": true, "size": 2},
@@ -49,16 +51,21 @@ class Timeline(Observer):
         self._outcomes: dict[tuple[str, str], _Counts] = collections.defaultdict(
             collections.Counter
         )
+        #: The longest hold (Retry-After seconds) announced in each second, per project.
+        self._holds: dict[str, dict[int, float]] = collections.defaultdict(dict)
         self._events: list[dict[str, Any]] = []
 
     def _second(self) -> int:
         return int(self._clock() - self._t0) // INTERVAL
 
-    def answered(self, scope: str, *, throttled: bool) -> None:
+    def answered(self, scope: str, *, throttled: bool, hold: float | None) -> None:
         second = self._second()
         self._calls[scope][second] += 1
         if throttled:
             self._throttles[scope][second] += 1
+            if hold:
+                holds = self._holds[scope]
+                holds[second] = max(holds.get(second, 0.0), hold)
 
     def finished(self, result: ServerResult) -> None:
         self._outcomes[result.project_id, result.outcome.value][self._second()] += 1
@@ -82,12 +89,16 @@ class Timeline(Observer):
         projects: dict[str, dict[str, Any]] = {}
 
         def project(pid: str) -> dict[str, Any]:
-            return projects.setdefault(pid, {"calls": {}, "throttles": {}, "outcomes": {}})
+            return projects.setdefault(
+                pid, {"calls": {}, "throttles": {}, "holds": {}, "outcomes": {}}
+            )
 
         for pid, counts in self._calls.items():
             project(pid)["calls"] = _sparse(counts)
         for pid, counts in self._throttles.items():
             project(pid)["throttles"] = _sparse(counts)
+        for pid, holds in self._holds.items():
+            project(pid)["holds"] = _sparse(holds)
         for (pid, outcome), counts in sorted(self._outcomes.items()):
             project(pid)["outcomes"][outcome] = _sparse(counts)
         return {
@@ -98,7 +109,7 @@ class Timeline(Observer):
         }
 
 
-def _sparse(counts: Mapping[int, int]) -> dict[str, int]:
+def _sparse(counts: Mapping[int, float]) -> dict[str, float]:
     return {str(second): n for second, n in sorted(counts.items())}
 
 

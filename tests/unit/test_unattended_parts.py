@@ -94,12 +94,13 @@ class TestTimeline:
     def test_counts(self) -> None:
         now = [100.0]
         timeline = Timeline(clock=lambda: now[0])
-        timeline.answered("p", throttled=False)
+        timeline.answered("p", throttled=False, hold=None)
         now[0] = 101.5
-        timeline.answered("p", throttled=True)
+        timeline.answered("p", throttled=True, hold=2.0)
         timeline.finished(report(Outcome.ACCEPTED).servers[0])
         doc = timeline.to_dict()["projects"]["p"]
         assert doc["calls"] == {"0": 1, "1": 1} and doc["throttles"] == {"1": 1}
+        assert doc["holds"] == {"1": 2.0}
         assert series(doc["outcomes"]["accepted"], length=3) == [0, 1, 0]
 
 

@@ -17,8 +17,9 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 import anyio
 import click
@@ -34,13 +35,27 @@ ENVVAR: Final = "BULKSTOP_LOG_FORMAT"
 FLAG: Final = "--log-format"
 
 _format = {"current": "text"}
+_SHOW_WARNING: Final = warnings.showwarning
 
 
 def set_format(fmt: str) -> None:
-    """Write ``text`` or ``json`` from now on."""
+    """Write ``text`` or ``json`` from now on (Python's warnings included)."""
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}")
     _format["current"] = fmt
+    warnings.showwarning = _json_warning if fmt == "json" else _SHOW_WARNING
+
+
+def _json_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A library's warning (openstacksdk's, say) as one JSON line too."""
+    event("python_warning", level="warning", message=str(message), category=category.__name__)
 
 
 def is_json() -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -16,6 +17,7 @@ from bulkstop.identifiers import validate_project_id, validate_tag
 from bulkstop.models import Action
 from bulkstop.plan.rails import MIN_FINISHED_FOR_PERCENT, ErrorBudget
 from bulkstop.record.notify import FORMATS as NOTIFY_FORMATS
+from bulkstop.record.notify import redact_url
 from bulkstop.timespec import parse_duration, utc_now
 
 T = TypeVar("T")
@@ -325,6 +327,19 @@ def _labels(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...
     return labels
 
 
+def _urls(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """Each URL must be http(s) with a host; an error shows it redacted (it holds a secret)."""
+    for url in (value,) if isinstance(value, str) else value or ():
+        try:
+            parts = urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise click.BadParameter(f"{redact_url(url)}: expected an http:// or https:// URL")
+    return value
+
+
 def unattended_options() -> list[Decorator]:
     """Running it every night: metrics, notifications, the log format."""
     return [
@@ -337,6 +352,7 @@ def unattended_options() -> list[Decorator]:
         click.option(
             "--pushgateway",
             metavar="URL",
+            callback=_urls,
             help="Push the run's metrics to this Prometheus Pushgateway (job bulkstop, "
             "grouped by action and --metrics-label).",
         ),
@@ -354,6 +370,7 @@ def unattended_options() -> list[Decorator]:
             metavar="URL",
             multiple=True,
             envvar=NOTIFY_ENVVAR,
+            callback=_urls,
             show_envvar=True,
             help="POST the run's summary here when it ends, however it ends; repeatable. "
             "Only scheme and host are ever shown or recorded.",

@@ -213,6 +213,14 @@ class TestMetricsAndNotifications:
             assert image.size == (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
         assert plot_run(read_report(str(report)), str(tmp_path / "run.svg")) == PANELS
         assert (tmp_path / "run.svg").read_text().startswith("<?xml")
+        # Finishing it without the URL notifies nobody: the journal has only its redacted form.
+        journal = tmp_path / "halted.journal.jsonl"
+        resumed = CliRunner().invoke(
+            main, ["stop", "--resume", str(journal), "--yes", "--quiet"], env=mock.os_env()
+        )
+        assert resumed.exit_code in (EXIT_OK, EXIT_REFUSED), resumed.stderr
+        assert len(receiver.json_posts("/hook/")) == 1
+        assert SECRET not in journal.read_text()
 
 
 class TestJsonLogs:
@@ -235,6 +243,24 @@ class TestJsonLogs:
         assert events[:3] == ["run_start", "plan", "batch"]
         assert events[-2:] == ["progress", "summary"]
 
+    def test_a_halt_and_a_warning(self, mock: MockCloud, tmp_path: Path) -> None:
+        result = run_cli(
+            mock,
+            *("stop", "--log-format", "json", "--tag", TAG, "--yes", "--rate", "2"),
+            *("--deadline", "2s", "--report", str(tmp_path / "r.json")),
+            *("--notify", "http://127.0.0.1:1/hook/secret"),
+        )
+        assert result.exit_code == EXIT_REFUSED, result.stderr
+        records = self.lines(result.stderr)
+        (halt,) = [r for r in records if r["event"] == "halt"]
+        assert halt["reason"] == "deadline" and halt["level"] == "warning"
+        summary = next(r for r in records if r["event"] == "summary")
+        assert summary["exit_code"] == EXIT_REFUSED and "not_attempted" in summary["outcomes"]
+        assert "to finish" in summary["hint"]
+        (warning,) = [r for r in records if r["event"] == "warning"]
+        assert "http://127.0.0.1:1/***" in warning["message"]
+        assert "secret" not in result.stderr
+
     def test_usage_errors_and_the_environment(self, mock: MockCloud) -> None:
         bad = CliRunner().invoke(main, ["--log-format", "json", "stop", "--bogus"])
         assert bad.exit_code == EXIT_USAGE
@@ -245,6 +271,12 @@ class TestJsonLogs:
         assert unconfirmed.exit_code == EXIT_USAGE
         (refusal,) = self.lines(unconfirmed.stderr)
         assert refusal["level"] == "error" and "JSON log mode never prompts" in refusal["message"]
+        # A malformed webhook URL is a usage error that does not show it.
+        bad_url = run_cli(
+            mock, "stop", "--all", "--yes", env={"BULKSTOP_NOTIFY_URL": "hooks.example.com/s3cr3t"}
+        )
+        assert bad_url.exit_code == EXIT_USAGE and "s3cr3t" not in bad_url.stderr
+        assert "expected an http:// or https:// URL" in bad_url.stderr
 
 
 class TestSignalsAndRetries:

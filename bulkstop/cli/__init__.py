@@ -2,11 +2,14 @@
 
 Exit codes: 0 nothing failed; 1 at least one server ``failed``/``not_found``; 2 bad usage or
 input; 3 authentication, configuration or endpoint failure; 4 refused or stopped by a safety
-rail; 130 interrupted. Errors are one line on stderr, never a traceback.
+rail; 5 the report or journal could not be written; 130 interrupted. Errors are one line on
+stderr, never a traceback.
 
 Modules: :mod:`.options` (the options ``stop`` and ``start`` share), :mod:`.act` (the
 ``stop`` and ``start`` commands and the run they drive), :mod:`.recovery` (``--journal``,
-``--resume``, ``--from-report``), :mod:`.report_cmd` (``bulkstop report``), :mod:`.demo`.
+``--resume``, ``--from-report``, ``--resume-unfinished``), :mod:`.report_cmd` (``bulkstop
+report``), :mod:`.demo`, :mod:`.log` (``--log-format``), :mod:`.unattended` (metrics and
+notifications at the end of a run).
 
 Commands are imported when they are run, not when the group is built: ``bulkstop stop`` never
 imports the mock cloud (``aiohttp.web`` and the whole server) that ``demo`` and ``mock-cloud`` need.

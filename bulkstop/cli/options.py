@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from bulkstop.models import Action
 from bulkstop.plan.rails import MIN_FINISHED_FOR_PERCENT, ErrorBudget
 from bulkstop.record.notify import FORMATS as NOTIFY_FORMATS
 from bulkstop.record.notify import redact_url
+from bulkstop.record.runend import METRIC_LABELS
 from bulkstop.timespec import parse_duration, utc_now
 
 T = TypeVar("T")
@@ -309,6 +311,9 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
     return decorate
 
 
+#: A Prometheus label name (names starting with ``__`` are reserved).
+LABEL_NAME: Final = re.compile(r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*")
+
 #: Environment variable with the webhook URL(s) of ``--notify`` (whitespace-separated).
 NOTIFY_ENVVAR: Final = "BULKSTOP_NOTIFY_URL"
 #: Options whose values are secrets: recorded in the journal only as ``scheme://host/***``.
@@ -319,9 +324,10 @@ def _labels(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...
     labels: dict[str, str] = {}
     for value in values:
         key, sep, text = value.partition("=")
-        if not sep or not key.isidentifier() or key.startswith("__") or key == "action":
+        if not sep or not LABEL_NAME.fullmatch(key) or key in METRIC_LABELS:
             raise click.BadParameter(
-                f"{value!r}: expected KEY=VALUE with KEY a label name other than 'action'"
+                f"{value!r}: expected KEY=VALUE, KEY a Prometheus label name other than "
+                f"{', '.join(sorted(METRIC_LABELS))}"
             )
         labels[key] = text
     return labels

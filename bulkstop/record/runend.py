@@ -25,6 +25,8 @@ RAILS: Final = frozenset(
         "not confirmed",
     }
 )
+#: The metric labels bulkstop sets itself (an operator's extra labels may not reuse them).
+METRIC_LABELS: Final = frozenset({"action", "project", "outcome", "rail", "job", "instance"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

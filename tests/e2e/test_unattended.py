@@ -303,6 +303,10 @@ class TestSignalsAndRetries:
             assert run.returncode == EXIT_INTERRUPTED
             (note,) = receiver.json_posts("/hook/")
             assert note["exit_code"] == EXIT_INTERRUPTED and note["rail"] == "interrupted"
+            # Another command line must not take over this job's run (here: a --tag instead).
+            other = mock.start(*command[:1], "--tag", "x", *command[2:], cwd=tmp_path)
+            _, stderr = other.communicate(timeout=PROCESS_TIMEOUT)
+            assert other.returncode == EXIT_USAGE and "another command line" in stderr
             # The scheduler retries the same command: it finishes the interrupted run.
             retry = mock.start(*command, cwd=tmp_path)
             _, stderr = retry.communicate(timeout=PROCESS_TIMEOUT)
@@ -311,6 +315,14 @@ class TestSignalsAndRetries:
             assert report.options.get("resumed_from") == str(tmp_path / "n.journal.jsonl")
             assert report.outcomes == {"accepted": 30}
             assert sum(mock.accepted().values()) == 30 and max(mock.accepted().values()) == 1
+            # The next night: the run finished, so the same command starts a new one.
+            wait_for(mock.settled, "every stop to complete")
+            tomorrow = mock.start(*command, cwd=tmp_path)
+            _, stderr = tomorrow.communicate(timeout=PROCESS_TIMEOUT)
+            assert tomorrow.returncode == EXIT_OK, stderr
+            report = read_report(str(tmp_path / "n.json"))
+            assert "resumed_from" not in report.options
+            assert report.outcomes == {"already_stopped": 30}
         finally:
             mock.close()
 

@@ -5,16 +5,20 @@ OpenAPI schema (``kubernetes-validate`` ships it), and the README showing each f
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Final
 
+import click
 import kubernetes_validate
 import pytest
 import yaml
 from processes import PROCESS_TIMEOUT, SOURCE_ROOT
+
+from bulkstop.cli import main
 
 CONTRIB: Final = Path(SOURCE_ROOT) / "contrib"
 UNITS: Final = ("bulkstop-nightly.service", "bulkstop-nightly.timer")
@@ -86,3 +90,29 @@ class TestCronJob:
         doc["spec"]["concurrencyPolcy"] = doc["spec"].pop("concurrencyPolicy")
         with pytest.raises(kubernetes_validate.ValidationError):
             self.check(doc)
+
+
+def recipe_commands() -> list[list[str]]:
+    """Every bulkstop command line of the recipes: crontab lines, ExecStart, container args."""
+    readme = (Path(SOURCE_ROOT) / "README.md").read_text()
+    crontab = readme.split("```crontab\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line)[5:] for line in crontab.splitlines() if line.strip()]
+    service = (CONTRIB / "systemd" / UNITS[0]).read_text()
+    (exec_start,) = [line for line in service.splitlines() if line.startswith("ExecStart=")]
+    commands.append(shlex.split(exec_start.removeprefix("ExecStart=")))
+    for name in CRONJOBS:
+        doc = yaml.safe_load((CONTRIB / "kubernetes" / name).read_text())
+        (container,) = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+        commands.append(["bulkstop", *container["args"]])
+    return commands
+
+
+@pytest.mark.parametrize("argv", recipe_commands(), ids=lambda a: " ".join(a[:2]))
+def test_the_recipes_commands_parse(argv: list[str]) -> None:
+    """Each command line is one bulkstop accepts (options spelt right, values valid)."""
+    assert Path(argv[0]).name == "bulkstop"
+    with click.Context(main) as ctx:
+        command = main.get_command(ctx, argv[1])
+        assert command is not None
+        parsed = command.make_context(argv[1], argv[2:], parent=ctx)
+    assert parsed.params["yes"]

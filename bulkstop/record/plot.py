@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from bulkstop.errors import InputError, UsageError
@@ -50,6 +51,7 @@ def plot_run(report: Report, path: str, *, source: str = "report") -> tuple[str,
 
     projects: Mapping[str, Any] = timeline["projects"]
     events = [e for e in timeline.get("events") or () if isinstance(e, dict)]
+    width = float(timeline.get("interval") or 1)
     length = 1 + max(
         [
             int(s)
@@ -57,15 +59,16 @@ def plot_run(report: Report, path: str, *, source: str = "report") -> tuple[str,
             for counts in (p.get("calls", {}), p.get("throttles", {}), *p["outcomes"].values())
             for s in counts
         ]
-        + [int(float(e.get("t", 0))) for e in events]
+        + [int(float(e.get("t", 0)) // width) for e in events]
         + [0]
     )
+    axis = Axis(length=length, width=width)
     figure, axes = pyplot.subplots(3, 1, sharex=True, figsize=FIGSIZE, dpi=DPI)
     try:
         calls_ax, outcomes_ax, throttles_ax = axes
-        _draw_calls(calls_ax, projects, length, report.options.get("rate"))
-        _draw_outcomes(outcomes_ax, projects, length, report)
-        _draw_throttles(throttles_ax, projects, length)
+        _draw_calls(calls_ax, projects, axis, report.options.get("rate"))
+        _draw_outcomes(outcomes_ax, projects, axis, report)
+        _draw_throttles(throttles_ax, projects, axis)
         for ax, title in zip(axes, PANELS, strict=True):
             ax.set_title(title)
             _mark(ax, events, _deadline_second(report, timeline))
@@ -84,15 +87,33 @@ def plot_run(report: Report, path: str, *, source: str = "report") -> tuple[str,
     return PANELS
 
 
-def _draw_calls(ax: Any, projects: Mapping[str, Any], length: int, rate: Any) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Axis:
+    """The time axis: ``length`` buckets of ``width`` seconds."""
+
+    length: int
+    width: float
+
+    @property
+    def starts(self) -> list[float]:
+        """Each bucket's start, in seconds since the run started."""
+        return [n * self.width for n in range(self.length)]
+
+    def per_second(self, counts: Mapping[str, Any]) -> list[float]:
+        """A sparse per-bucket count as a dense rate per second."""
+        return [n / self.width for n in series(counts, length=self.length)]
+
+
+def _draw_calls(ax: Any, projects: Mapping[str, Any], axis: Axis, rate: Any) -> None:
     for pid, data in projects.items():
-        counts = series(data.get("calls", {}), length=length)
-        ax.plot(range(length), counts, drawstyle="steps-post", label=pid, alpha=0.8)
+        counts = axis.per_second(data.get("calls", {}))
+        ax.plot(axis.starts, counts, drawstyle="steps-post", label=pid, alpha=0.8)
     if rate:
         ax.axhline(rate, color="red", linestyle="--", label=f"--rate {rate} (per project)")
 
 
-def _draw_outcomes(ax: Any, projects: Mapping[str, Any], length: int, report: Report) -> None:
+def _draw_outcomes(ax: Any, projects: Mapping[str, Any], axis: Axis, report: Report) -> None:
+    length = axis.length
     totals: dict[str, list[int]] = {}
     for data in projects.values():
         for outcome, counts in data.get("outcomes", {}).items():
@@ -104,19 +125,22 @@ def _draw_outcomes(ax: Any, projects: Mapping[str, Any], length: int, report: Re
         dense = totals.setdefault(outcome, [0] * length)
         dense[-1] += max(n - sum(dense), 0)
     for outcome, dense in sorted(totals.items()):
-        ax.plot(range(length), list(itertools.accumulate(dense)), label=outcome)
+        ax.plot(axis.starts, list(itertools.accumulate(dense)), label=outcome)
 
 
-def _draw_throttles(ax: Any, projects: Mapping[str, Any], length: int) -> None:
-    """Stacked bars per project; each hold shaded from its second for its Retry-After."""
-    bottom = [0] * length
+def _draw_throttles(ax: Any, projects: Mapping[str, Any], axis: Axis) -> None:
+    """Stacked bars per project; each hold shaded from its bucket for its Retry-After."""
+    bottom = [0.0] * axis.length
     for pid, data in projects.items():
-        counts = series(data.get("throttles", {}), length=length)
-        bars = ax.bar(range(length), counts, bottom=bottom, label=pid, align="edge", width=0.9)
+        counts = axis.per_second(data.get("throttles", {}))
+        bars = ax.bar(
+            axis.starts, counts, bottom=bottom, label=pid, align="edge", width=0.9 * axis.width
+        )
         bottom = [a + b for a, b in zip(bottom, counts, strict=True)]
         color = bars.patches[0].get_facecolor() if bars.patches else None
-        for second, hold in (data.get("holds") or {}).items():
-            ax.axvspan(int(second), int(second) + float(hold), alpha=0.15, color=color)
+        for bucket, hold in (data.get("holds") or {}).items():
+            start = int(bucket) * axis.width
+            ax.axvspan(start, start + float(hold), alpha=0.15, color=color)
 
 
 def _deadline_second(report: Report, timeline: Mapping[str, Any]) -> float | None:

@@ -15,13 +15,18 @@ into the report's ``timeline`` key (additive to ``bulkstop/report/v1``)::
                             {"t": 1.2, "event": "batch", "wave": null, "canary": true, "size": 2},
                             {"t": 9.7, "event": "halt", "reason": "deadline"}]}
 
-Seconds count from ``started_at``; only seconds with something to count are written.
+Keys are buckets of ``interval`` seconds from ``started_at`` (bucket ``n`` covers
+``[n * interval, (n + 1) * interval)``); only buckets with something to count are written. A run
+longer than :data:`MAX_BUCKETS` seconds is written in wider buckets, so the report stays small
+however long the run; event times ``t`` are always seconds. A resumed run's report holds the
+timeline of its last part.
 ``bulkstop report RUN.json --plot`` draws it (:mod:`bulkstop.record.plot`).
 """
 
 from __future__ import annotations
 
 import collections
+import operator
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -31,8 +36,10 @@ from bulkstop.models import ServerResult
 from bulkstop.plan.rails import Batch
 from bulkstop.timespec import format_time, utc_now
 
-#: Width of one counter bucket, in seconds.
+#: Width of one counter bucket in memory, in seconds.
 INTERVAL: Final = 1
+#: Buckets per series at most in the report: a longer run is written in wider buckets.
+MAX_BUCKETS: Final = 3600
 #: Events kept at most (a plan, a few waves, a halt: this is only a guard).
 MAX_EVENTS: Final = 1000
 
@@ -87,6 +94,17 @@ class Timeline(Observer):
     def to_dict(self) -> dict[str, Any]:
         """The report's ``timeline`` object."""
         projects: dict[str, dict[str, Any]] = {}
+        last = max(
+            (s for d in (*self._calls.values(), *self._outcomes.values()) for s in d), default=0
+        )
+        width = -(-(last + 1) // MAX_BUCKETS)  # buckets of this many seconds: at most MAX_BUCKETS
+
+        def sparse(counts: Mapping[int, float], merge: Callable[[float, float], float]) -> Any:
+            merged: dict[int, float] = {}
+            for second, n in counts.items():
+                bucket = second // width
+                merged[bucket] = merge(merged[bucket], n) if bucket in merged else n
+            return {str(b): n for b, n in sorted(merged.items())}
 
         def project(pid: str) -> dict[str, Any]:
             return projects.setdefault(
@@ -94,27 +112,23 @@ class Timeline(Observer):
             )
 
         for pid, counts in self._calls.items():
-            project(pid)["calls"] = _sparse(counts)
+            project(pid)["calls"] = sparse(counts, operator.add)
         for pid, counts in self._throttles.items():
-            project(pid)["throttles"] = _sparse(counts)
+            project(pid)["throttles"] = sparse(counts, operator.add)
         for pid, holds in self._holds.items():
-            project(pid)["holds"] = _sparse(holds)
+            project(pid)["holds"] = sparse(holds, max)
         for (pid, outcome), counts in sorted(self._outcomes.items()):
-            project(pid)["outcomes"][outcome] = _sparse(counts)
+            project(pid)["outcomes"][outcome] = sparse(counts, operator.add)
         return {
-            "interval": INTERVAL,
+            "interval": INTERVAL * width,
             "started_at": format_time(self._started_at),
             "projects": dict(sorted(projects.items())),
             "events": list(self._events),
         }
 
 
-def _sparse(counts: Mapping[int, float]) -> dict[str, float]:
-    return {str(second): n for second, n in sorted(counts.items())}
-
-
 def series(counts: Mapping[str, int], *, length: int) -> list[int]:
-    """A sparse ``{"<second>": n}`` as a dense list of ``length`` seconds (for plotting)."""
+    """A sparse ``{"<bucket>": n}`` as a dense list of ``length`` buckets (for plotting)."""
     dense = [0] * length
     for second, n in counts.items():
         index = int(second)

@@ -13,9 +13,10 @@ from bulkstop.cli.log import detect
 from bulkstop.models import Outcome, ServerResult
 from bulkstop.record.metrics import LAST_SUCCESS, RunMetrics, write_metrics_file
 from bulkstop.record.notify import redact_url, send, slack_text
+from bulkstop.record.plot import PANELS, plot_run
 from bulkstop.record.report import Report
 from bulkstop.record.runend import RunEnd
-from bulkstop.record.timeline import Timeline, series
+from bulkstop.record.timeline import MAX_BUCKETS, Timeline, series
 
 NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
 
@@ -108,3 +109,21 @@ def test_log_format_detection(monkeypatch: object) -> None:
     assert detect(["--log-format", "json", "stop"]) == "json"
     assert detect(["stop", "--log-format=json", "--log-format", "text"]) == "text"
     assert detect(["stop", "--", "--log-format", "json"]) == "text"
+
+
+def test_a_long_run_is_written_in_wider_buckets(tmp_path: Path) -> None:
+    now = [0.0]
+    timeline = Timeline(clock=lambda: now[0])
+    for second in (0.5, 1.5, 7199.0):
+        now[0] = second
+        timeline.answered("p", throttled=True, hold=float(second))
+    doc = timeline.to_dict()
+    assert doc["interval"] == 2 == -(-7200 // MAX_BUCKETS)
+    assert doc["projects"]["p"]["calls"] == {"0": 2, "3599": 1}
+    assert doc["projects"]["p"]["holds"] == {"0": 1.5, "3599": 7199.0}
+    # And it draws: the x axis in seconds, the rates per second.
+    r = Report(
+        action="stop", dry_run=False, started_at=NOW, finished_at=NOW, servers=(), timeline=doc
+    )
+    assert plot_run(r, str(tmp_path / "long.png")) == PANELS
+    assert (tmp_path / "long.png").stat().st_size > 0

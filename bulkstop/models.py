@@ -174,3 +174,35 @@ class ServerResult:
     request_id: str | None = None
     #: Seconds from the first request sent for this server to its final answer (None if none).
     elapsed: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubJob:
+    """One server's part of a batch job (Huawei's ``entities.sub_jobs[]``)."""
+
+    #: ``entities.server_id``; ``None`` when the cloud did not say which server.
+    server_id: str | None
+    #: ``INIT``, ``RUNNING``, ``SUCCESS`` or ``FAIL`` (other values kept as sent).
+    status: str
+    #: ``{error_code, fail_reason}`` of a failed sub-job.
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A batch job as ``GET /v1/{project_id}/jobs/{job_id}`` describes it."""
+
+    job_id: str
+    status: str
+    #: The job's own ``{error_code, fail_reason}`` when it failed.
+    error: ErrorInfo | None = None
+    sub_jobs: tuple[SubJob, ...] = ()
+
+    @property
+    def ended(self) -> bool:
+        """``SUCCESS`` or ``FAIL``: nothing will change any more."""
+        return self.status in JOB_ENDED
+
+
+#: Job and sub-job statuses after which nothing changes.
+JOB_ENDED: Final = frozenset({"SUCCESS", "FAIL"})

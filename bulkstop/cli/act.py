@@ -229,6 +229,7 @@ def _build_request(
         os_cloud=params["os_cloud"],
         projects=projects,
         endpoint=params["endpoint"],
+        region_name=params["region"],
         all_projects=selector.all_projects,
     )
     return request, auth

@@ -124,6 +124,12 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
                 help="Compute endpoint instead of the catalog's; '{project_id}' in it "
                 "is replaced by each project id.",
             ),
+            click.option(
+                "--region",
+                metavar="NAME",
+                help="Region (default: the configuration's region_name or OS_REGION_NAME); "
+                "with Huawei AK/SK it names the regional endpoints.",
+            ),
             # what
             click.option(
                 "--tag",

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -74,6 +76,8 @@ _SCOPE_OPTIONS: Final = frozenset(
         "trust_id",
     }
 )
+#: A catalog compute URL of the v2 API (``/v2`` or ``/v2/{project_id}``, Huawei's IAM).
+_COMPUTE_V2: Final = re.compile(r"/v2(/[^/]+)?/?$")
 _HOW_TO_CONFIGURE: Final = (
     "set OS_CLOUD (or pass --os-cloud) to name a clouds.yaml entry, or set OS_AUTH_URL, "
     "OS_USERNAME, OS_PASSWORD, OS_USER_DOMAIN_NAME and OS_PROJECT_ID (or "
@@ -242,7 +246,8 @@ class Keystone:
         """
         where = f"project {project_id}" if project_id else "the configured project"
         try:
-            access = self._plugin_for(project_id).get_auth_ref(self._session)
+            plugin = self._plugin_for(project_id)
+            access = plugin.get_auth_ref(self._session)
             scoped = access.project_id
             if scoped is None:  # only possible for the credentials' own scope
                 raise ConfigError(_NOT_SCOPED)
@@ -254,7 +259,7 @@ class Keystone:
             return ProjectAccess(
                 project_id=scoped,
                 token=str(access.auth_token),
-                compute_url=self._compute_url(access, scoped),
+                compute_url=self._compute_url(plugin, access, scoped),
                 issued_at=access.issued.timestamp() if access.issued else time.time(),
                 expires_at=access.expires.timestamp() if access.expires else time.time(),
             )
@@ -285,7 +290,7 @@ class Keystone:
         """Application credentials carry their own scope; password-style credentials do not."""
         return not isinstance(self._own_plugin, ApplicationCredential)
 
-    def _compute_url(self, access: AccessInfo, project_id: str) -> str:
+    def _compute_url(self, plugin: BaseIdentityPlugin, access: AccessInfo, project_id: str) -> str:
         if self._endpoint is not None:
             url = self._endpoint.replace("{project_id}", project_id)
             url = url.replace("%(project_id)s", project_id)  # openstacksdk's template syntax
@@ -302,7 +307,31 @@ class Keystone:
                 f"Keystone's catalog for project {project_id} has no compute endpoint "
                 f"(interface {self._interface}{region}); pass --endpoint to name it"
             )
+        if _COMPUTE_V2.search(urlsplit(found).path):
+            return self._upgraded(plugin, access, found)
         return found.rstrip("/")
+
+    def _upgraded(self, plugin: BaseIdentityPlugin, access: AccessInfo, found: str) -> str:
+        """The v2.1 URL of a catalog's v2 compute URL, by version discovery (as openstacksdk).
+
+        The v2 API ignores microversions, so its tag filters would be ignored: never use it.
+        """
+        plugin.auth_ref = access  # discovery reuses this token instead of authenticating again
+        data = self._session.get_endpoint_data(
+            auth=plugin,
+            service_type="compute",
+            interface=self._interface,
+            region_name=self._region_name,
+            min_version=(2, 1),
+            max_version=(2, "latest"),
+        )
+        url = data.url if data is not None else None
+        if not url or _COMPUTE_V2.search(urlsplit(url).path):
+            raise AuthError(
+                f"the catalog's compute URL {found} is the v2 API, and version discovery found "
+                "no v2.1 beside it; pass --endpoint with the v2.1 URL"
+            )
+        return str(url).rstrip("/")
 
 
 def _translate(exc: ks_exc.ClientException, *, auth_url: str, where: str) -> CloudAccessError:

@@ -17,9 +17,13 @@ Contract of every call:
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Literal, Protocol
 
 from bulkstop.models import Action, ListQuery, Reply
+
+#: The services of Huawei's batch API.
+BatchService = Literal["bms", "ecs"]
 
 
 class ComputeAPI(Protocol):
@@ -45,4 +49,33 @@ class ComputeAPI(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+
+class BatchComputeAPI(Protocol):
+    """Huawei's batch API: one call acts on up to 1,000 servers and returns a job to poll.
+
+    The same contract as :class:`ComputeAPI`: one HTTP request per call, no retries, HTTP
+    statuses as data. Its implementation is :class:`bulkstop.cloud.batch.HttpBatch`.
+    """
+
+    async def batch_action(
+        self,
+        project_id: str,
+        service: BatchService,
+        action: Action,
+        server_ids: Sequence[str],
+        *,
+        stop_type: str | None = None,
+    ) -> Reply:
+        """``POST /v1/{project_id}/{baremetalservers|cloudservers}/action``.
+
+        On a 2xx with a ``job_id``, ``body`` is that job id (a ``str``). A 2xx without one (a
+        throttle such as ``Common.0024``) has ``body`` ``None`` and ``error`` parsed from it.
+        """
+        ...
+
+    async def get_job(self, project_id: str, service: BatchService, job_id: str) -> Reply:
+        """``GET /v1/{project_id}/jobs/{job_id}``; on success ``body`` is a
+        :class:`~bulkstop.models.Job`."""
         ...

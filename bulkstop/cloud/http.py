@@ -34,6 +34,7 @@ import anyio.to_thread
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from bulkstop.cloud import aksk
 from bulkstop.cloud.auth import (
     USER_AGENT,
     AuthSettings,
@@ -44,6 +45,7 @@ from bulkstop.cloud.auth import (
     authenticate_scope,
 )
 from bulkstop.cloud.errorbody import parse_error_body, parse_retry_after, shorten
+from bulkstop.cloud.huawei import AkSkAccess, load_aksk
 from bulkstop.errors import ConfigError, EndpointError
 from bulkstop.models import Action, ErrorInfo, ListQuery, Reply, Server, ServerPage
 
@@ -62,6 +64,22 @@ _BASE_HEADERS: Final = {
     "X-OpenStack-Nova-API-Version": NOVA_MICROVERSION,
     "OpenStack-API-Version": f"compute {NOVA_MICROVERSION}",
 }
+
+
+class RequestSigner(Protocol):
+    """Signs every request instead of a token header (Huawei AK/SK: :class:`~.huawei.AkSkAccess`).
+
+    With a signer, the client puts the query on the URL itself, in the signer's canonical form,
+    and sends that URL unchanged.
+    """
+
+    def sign(self, project_id: str, method: str, url: str, body: bytes | None) -> Mapping[str, str]:
+        """The headers that authenticate this exact request (its URL carries the final query)."""
+        ...
+
+    def refused(self, project_id: str, error: ErrorInfo | None, server_date: str | None) -> None:
+        """The cloud answered 401 to a signed request; ``server_date`` is its ``Date`` header."""
+        ...
 
 
 class TokenSource(Protocol):
@@ -110,7 +128,9 @@ class _Route:
 
     @classmethod
     def of(cls, access: ProjectAccess) -> _Route:
-        headers = {**_BASE_HEADERS, "X-Auth-Token": access.token}
+        headers = dict(_BASE_HEADERS)
+        if access.token:  # signed requests (AK/SK) carry no token
+            headers["X-Auth-Token"] = access.token
         return cls(
             access=access,
             servers=f"{access.compute_url}/servers/",
@@ -135,8 +155,10 @@ class HttpCompute:
         pool_size: int = DEFAULT_POOL_SIZE,
         ssl_context: ssl.SSLContext | bool = True,
         wall_clock: Callable[[], float] = time.time,
+        signer: RequestSigner | None = None,
     ) -> None:
         self._tokens = tokens
+        self._signer = signer
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._pool_size = pool_size
         self._ssl = ssl_context
@@ -175,6 +197,23 @@ class HttpCompute:
         body = _ACTION_BODIES.get((action, stop_type)) or action_body(action, stop_type)
         url = f"{route.servers}{quote(server_id, safe='')}/action"
         return await self._send(route, "POST", url, data=body)
+
+    async def request(
+        self,
+        project_id: str,
+        method: str,
+        url: str,
+        *,
+        data: bytes | None = None,
+        parse: Callable[[Any], object] | None = None,
+    ) -> Reply:
+        """One request with the project's credentials to another API of the cloud.
+
+        ``url`` must already be percent-encoded; it is sent as it is. Used by
+        :class:`~bulkstop.cloud.batch.HttpBatch` for the batch and job APIs.
+        """
+        route = await self._route(project_id)
+        return await self._send(route, method, url, data=data, parse=parse)
 
     async def renew_auth(self, project_id: str) -> None:
         """Replace the project's token after a 401 (once, however many requests saw the 401)."""
@@ -218,6 +257,11 @@ class HttpCompute:
         """One request; the reply says what happened, whatever happened."""
         session = self._session or self._open()
         headers = route.headers if data is None else route.post_headers
+        if self._signer is not None:
+            url = aksk.wire_url(url, (params or {}).items())
+            params = None
+            signed = self._signer.sign(route.access.project_id, method, url, data)
+            headers = {**headers, **signed}
         try:
             # No redirects: one gated call must be one request, and a POST is never re-sent.
             async with session.request(
@@ -250,9 +294,13 @@ class HttpCompute:
         payload: bytes,
     ) -> Reply:
         """The reply to a non-2xx answer: parsed error, request id, Retry-After."""
+        parsed = parse_error_body(status, response.content_type, payload)
         if status == 401:
             self._rejected[route.access.project_id] = route.access.token
-        parsed = parse_error_body(status, response.content_type, payload)
+            if self._signer is not None:
+                self._signer.refused(
+                    route.access.project_id, parsed.error, response.headers.get("Date")
+                )
         retry_after = response.headers.get("Retry-After") or parsed.retry_after
         return Reply(
             status=status,
@@ -305,6 +353,13 @@ async def open_compute(
     Bad configuration or credentials fail here (ConfigError, AuthError, EndpointError: exit 3),
     before any compute call. The caller owns the client: ``await compute.aclose()``.
     """
+    signing = await anyio.to_thread.run_sync(load_aksk, settings)
+    if signing is not None:  # Huawei AK/SK: no Keystone, every request signed
+        access = AkSkAccess(signing)
+        compute = HttpCompute(
+            access, request_timeout=request_timeout, pool_size=pool_size, signer=access
+        )
+        return compute, access.scope(settings)
     keystone = await anyio.to_thread.run_sync(
         lambda: Keystone.load(settings, timeout=request_timeout)
     )

@@ -33,6 +33,7 @@ from . import bodies, fleet
 from .compute import Compute
 from .config import FleetSource, MockConfig
 from .faults import Injector
+from .huawei import BatchApi, Signatures, access_keys, mark_baremetal
 from .identity import Identity
 from .journal import KIND_ADMIN, KIND_IDENTITY, KIND_OTHER, RequestRecord, accepted, peak
 from .state import Fleet, MockServer, Project
@@ -53,7 +54,7 @@ class MockCloud:
 
     def __init__(self, config: MockConfig | None = None) -> None:
         self.config = config or MockConfig()
-        self._fleet = Fleet(*fleet.build(self.config))
+        self._fleet = Fleet(*self._build())
         #: The request journal, oldest first (the list object survives :meth:`reset`).
         self.requests: list[RequestRecord] = []
         overrides = {}
@@ -70,6 +71,13 @@ class MockCloud:
         )
         self._runner: web.AppRunner | None = None
         self._identity: Identity | None = None
+        #: The AK/SK check (AK/SK mode only, once started).
+        self.signatures: Signatures | None = None
+
+    def _build(self) -> tuple[list[Project], list[MockServer]]:
+        projects, servers = fleet.build(self.config)
+        mark_baremetal(servers, fraction=self.config.baremetal_fraction, seed=self.config.seed)
+        return projects, servers
 
     @classmethod
     def from_fleet(cls, source: FleetSource, **options: Any) -> MockCloud:
@@ -109,8 +117,22 @@ class MockCloud:
             journal=self.requests,
             base_url=base_url,
         )
+        app = self._app(self._identity, compute)
+        if self.config.aksk:
+            self.signatures = compute.signatures = Signatures(
+                config=self.config, fleet=self._fleet, member=self._identity.member
+            )
+            BatchApi(
+                config=self.config,
+                fleet=self._fleet,
+                signatures=self.signatures,
+                tokens=self._identity.check,
+                injector=self._injector,
+                journal=self.requests,
+            ).routes(app)
+        app.router.add_route("*", "/{tail:.*}", self._journaled(KIND_OTHER, _not_found))
         runner = web.AppRunner(
-            self._app(self._identity, compute),
+            app,
             access_log=None,
             shutdown_timeout=self.config.shutdown_timeout,
         )
@@ -152,7 +174,6 @@ class MockCloud:
         app.router.add_get(servers + "/detail", compute.list_details)
         app.router.add_get(servers + "/{server_id}", compute.show_server)
         app.router.add_post(servers + "/{server_id}/action", compute.server_action)
-        app.router.add_route("*", "/{tail:.*}", self._journaled(KIND_OTHER, _not_found))
         return app
 
     def _journaled(self, kind: str, handler: Handler) -> Handler:
@@ -274,7 +295,7 @@ class MockCloud:
     def reset(self) -> None:
         """Clear the journal, restore the initial fleet, replay faults from the start."""
         self.requests.clear()
-        self._fleet.replace(*fleet.build(self.config))
+        self._fleet.replace(*self._build())
         self._injector.reset()
 
     def revoke_tokens(self) -> None:
@@ -319,6 +340,21 @@ class MockCloud:
             }
         return env
 
+    def aksk_env(self, project_id: str | None = None) -> dict[str, str]:
+        """``OS_ACCESS_KEY``-style variables for the member's AK/SK (AK/SK mode)."""
+        access_key, secret_key = access_keys(self.config.seed)
+        return {
+            "OS_ACCESS_KEY": access_key,
+            "OS_SECRET_KEY": secret_key,
+            "OS_PROJECT_ID": self._project(project_id).id,
+            "OS_REGION_NAME": self.region,
+        }
+
+    @property
+    def batch_url_template(self) -> str:
+        """The batch API's endpoint template (``{service}``, ``{project_id}``) on this mock."""
+        return self.base_url + "/{service}/v1/{project_id}"
+
     def write_clouds_yaml(
         self, path: str | os.PathLike[str], cloud: str = "mock", project_id: str | None = None
     ) -> None:
@@ -362,6 +398,14 @@ class MockCloud:
             },
             "servers": len(self.servers),
             "huawei": self.config.huawei,
+        } | (self._aksk_info() if self.config.aksk else {})
+
+    def _aksk_info(self) -> dict[str, Any]:
+        access_key, secret_key = access_keys(self.config.seed)
+        return {
+            "access_key": access_key,
+            "secret_key": secret_key,
+            "batch_url_template": self.batch_url_template,
         }
 
     # -- admin routes --------------------------------------------------------------------------

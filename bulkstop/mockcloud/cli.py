@@ -15,6 +15,7 @@ from .config import (
     DEFAULT_ERROR_STATUS,
     DEFAULT_HOST,
     DEFAULT_HTML_STATUS,
+    DEFAULT_JOB_DURATION,
     DEFAULT_MAX_LIMIT,
     DEFAULT_PORT,
     DEFAULT_PROJECTS,
@@ -123,6 +124,11 @@ def build_config(ctx: click.Context, options: dict[str, Any]) -> MockConfig:
         host=options["host"],
         port=options["port"],
         huawei=options["huawei"],
+        aksk=options["huawei"],
+        job_duration=options["job_duration"],
+        baremetal_fraction=options["baremetal_fraction"],
+        job_failure_rate=options["job_failure_rate"],
+        flow_limit_rate=options["flow_limit_rate"],
         legacy=options["legacy"],
         max_limit=options["max_limit"],
         transition_delay=options["transition_delay"],
@@ -164,7 +170,35 @@ def build_config(ctx: click.Context, options: dict[str, Any]) -> MockConfig:
     help="0 picks a free port.",
 )
 @click.option(
-    "--huawei", is_flag=True, help="Huawei mode: actions answer 204, Huawei error bodies."
+    "--huawei",
+    is_flag=True,
+    help="Huawei mode: actions answer 204, Huawei error bodies, IAM's /v2/ compute URL in "
+    "the catalog, AK/SK signatures accepted (and checked), the v1 batch API and its jobs.",
+)
+@click.option(
+    "--baremetal-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Seeded fraction of servers that are bare metal (tagged __type_baremetal).",
+)
+@click.option(
+    "--job-duration",
+    type=_SECONDS,
+    default=DEFAULT_JOB_DURATION,
+    show_default=True,
+    help="Seconds a batch job runs (Huawei mode).",
+)
+@click.option(
+    "--job-failure-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Seeded fraction of a batch's servers whose sub-job fails (Huawei mode).",
+)
+@click.option(
+    "--flow-limit-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Seeded fraction of batch calls answered 202 Common.0024 without a job (Huawei mode).",
 )
 @click.option(
     "--legacy",

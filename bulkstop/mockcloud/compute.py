@@ -33,6 +33,7 @@ from multidict import MultiMapping
 from . import bodies
 from .config import Faults, MockConfig, Trigger
 from .faults import Injector, throttled
+from .huawei import Signatures, baremetal_record, is_baremetal, native_refusal_status
 from .identity import Identity, Token
 from .journal import KIND_ACTION, KIND_GET, KIND_LIST, RequestRecord
 from .state import ACTIONS, KEYS_SINCE, KNOWN_STATUSES, Fleet, MockServer
@@ -89,6 +90,8 @@ class Call:
     token: Token | None = None
     raced: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    #: With AK/SK checks: the signature's grant, or why it was refused.
+    signed: Token | str | None = None
 
     @property
     def key(self) -> str:
@@ -244,6 +247,8 @@ class Compute:
         self.base_url = base_url
         self._accepted = 204 if config.huawei else 202
         self._request_ids = itertools.count(1)
+        #: AK/SK checks of requests with an ``Authorization`` header (set in AK/SK mode).
+        self.signatures: Signatures | None = None
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -309,6 +314,8 @@ class Compute:
         )
         if kind == KIND_ACTION:
             call.action, call.body_ok = peek_action(await request.read())
+        if self.signatures is not None and "Authorization" in request.headers:
+            call.signed = self.signatures.check(request, await request.read())
         response: web.Response | None = None
         fault: str | None = None
         try:
@@ -399,7 +406,12 @@ class Compute:
 
     def _authorize(self, call: Call) -> tuple[web.Response, str | None] | None:
         """keystonemiddleware's token check, then Nova's URL project check."""
-        checked = self._identity.check(call.request.headers.get("X-Auth-Token"))
+        if call.signed is not None and self.signatures is not None:
+            if isinstance(call.signed, str):
+                return self.signatures.refusal(call.signed, call.request_id), None
+            checked: Token | str = call.signed
+        else:
+            checked = self._identity.check(call.request.headers.get("X-Auth-Token"))
         if isinstance(checked, str):
             fault = None
             if checked.startswith("token expires") and call.faults.token_ttl is not None:
@@ -470,9 +482,12 @@ class Compute:
 
     def _render(self, call: Call, server: MockServer) -> str:
         version = call.version or MIN_VERSION
-        if version >= TAGS_VERSION:
+        baremetal = self._config.huawei and is_baremetal(server)
+        if version >= TAGS_VERSION and not baremetal:
             return server.detail_json(self.base_url)
         record = server.detail(self.base_url)
+        if baremetal:
+            record = baremetal_record(record)
         for since, key in KEYS_SINCE:
             if version < since:
                 del record[key]
@@ -577,7 +592,9 @@ class Compute:
             call.raced = True
         message = server.refusal(action, is_admin=call.is_admin)
         if message is not None:
-            raise ApiError(409, message, huawei_code=self._huawei_conflict(server))
+            code = self._huawei_conflict(server)
+            status = native_refusal_status(server, code) if self._config.huawei else 409
+            raise ApiError(status, message, huawei_code=code)
         server.begin(action, delay)
         return web.Response(status=self._accepted, headers=self._headers(call))
 

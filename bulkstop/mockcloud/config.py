@@ -30,6 +30,8 @@ DEFAULT_REGION: Final = "RegionOne"
 DEFAULT_MAX_LIMIT: Final = 1000
 #: Seconds from an accepted stop/start to the final state (0 = settled on the next read).
 DEFAULT_TRANSITION_DELAY: Final = 1.0
+#: Seconds a mock batch job runs (a guess: Huawei documents no figure).
+DEFAULT_JOB_DURATION: Final = 2.0
 #: Upstream Keystone's default token lifetime.
 DEFAULT_TOKEN_LIFETIME: Final = 3600.0
 DEFAULT_USERNAME: Final = "bulkstop"
@@ -206,6 +208,18 @@ class MockConfig:
     region: str = DEFAULT_REGION
     #: Huawei mode: actions answer 204 and responses carry ``X-Request-Id``.
     huawei: bool = False
+    #: Huawei AK/SK mode: compute requests must be signed with :meth:`MockCloud.aksk_env`'s
+    #: keys (tokens are refused), and the v1 batch API and its jobs are served
+    #: (see :mod:`bulkstop.mockcloud.huawei`).
+    aksk: bool = False
+    #: Seeded fraction of the fleet tagged ``__type_baremetal`` (bare metal servers).
+    baremetal_fraction: float = 0.0
+    #: Seconds a batch job takes from submission to SUCCESS/FAIL.
+    job_duration: float = DEFAULT_JOB_DURATION
+    #: Seeded fraction of a batch's servers whose sub-job fails (BMS.0212).
+    job_failure_rate: float = 0.0
+    #: Seeded fraction of batch calls answered 202 ``Common.0024`` (flow limit) without a job.
+    flow_limit_rate: float = 0.0
     #: Behave like a cloud without microversions: every request is served as 2.1, so tag
     #: filters are silently ignored and records carry no ``tags`` (the trap bulkstop guards).
     legacy: bool = False
@@ -232,5 +246,9 @@ class MockConfig:
             raise ValueError("need servers >= 0 and projects >= 1")
         if self.max_limit < 1:
             raise ValueError("max_limit must be at least 1")
+        if self.job_duration < 0 or not 0 <= self.job_failure_rate <= 1:
+            raise ValueError("job_duration must be >= 0 and job_failure_rate within 0..1")
+        if not 0 <= self.flow_limit_rate <= 1 or not 0 <= self.baremetal_fraction <= 1:
+            raise ValueError("flow_limit_rate and baremetal_fraction must be within 0..1")
         if self.transition_delay < 0 or self.token_lifetime <= 0:
             raise ValueError("transition_delay must be >= 0 and token_lifetime > 0")

@@ -219,11 +219,16 @@ class Identity:
         """Invalidate every token issued so far."""
         self._tokens.clear()
 
+    @property
+    def compute_version(self) -> str:
+        """The compute URL's version: ``v2`` as Huawei's IAM lists it (Huawei mode), else v2.1."""
+        return "v2" if self._config.huawei else "v2.1"
+
     def catalog(self, project: Project) -> list[dict[str, Any]]:
         """The service catalog of a token scoped to ``project``."""
         region = self._config.region
         services = (
-            ("compute", "nova", f"{self.base_url}/v2.1/{project.id}"),
+            ("compute", "nova", f"{self.base_url}/{self.compute_version}/{project.id}"),
             ("identity", "keystone", f"{self.base_url}/identity"),
         )
         return [

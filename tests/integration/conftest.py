@@ -6,6 +6,8 @@
   test that needs another fleet or faults; every mock it made is closed after the test.
 * ``mock_client``: ``await mock_client(mock, project_id=None, admin=False, version="2.26")``,
   a bare HTTP client holding a token of that project, for tests of the wire itself.
+* ``use_env``: ``use_env({"OS_...": ...})`` sets variables in an isolated configuration
+  (``isolated_openstack_env``), undone after the test.
 * ``runner``: ``await runner(mock, RunRequest(...), ...)``, a run through the Python API
   configured only by the mock's ``OS_*`` (see :class:`api_runner.Runner`);
   ``report_path`` is where a test's run may write its report.
@@ -174,3 +176,18 @@ async def mock_client() -> AsyncIterator[Callable[..., Awaitable[MockClient]]]:
 
     yield connect
     await session.close()
+
+
+#: ``use_env(variables)``: see the fixture.
+UseEnv = Callable[[dict[str, str]], None]
+
+
+@pytest.fixture
+def use_env(monkeypatch: pytest.MonkeyPatch, isolated_openstack_env: Path) -> UseEnv:
+    """Set environment variables on top of an isolated OpenStack configuration."""
+
+    def apply(env: dict[str, str]) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+
+    return apply

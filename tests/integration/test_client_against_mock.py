@@ -53,15 +53,6 @@ async def mock(mock_clock: MockClock) -> AsyncIterator[MockCloud]:
 UseEnv = Callable[[dict[str, str]], None]
 
 
-@pytest.fixture
-def use_env(monkeypatch: pytest.MonkeyPatch, isolated_openstack_env: Path) -> UseEnv:
-    def apply(env: dict[str, str]) -> None:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-
-    return apply
-
-
 async def connect(settings: AuthSettings) -> tuple[HttpCompute, list[str]]:
     return await open_compute(settings, request_timeout=TIMEOUT, pool_size=4)
 

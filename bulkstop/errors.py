@@ -6,6 +6,7 @@ the input did::
 
     BulkstopError            exit 1   anything not more specific
     ├── UsageError           exit 2   bad options, or a refusal to run without --yes
+    │   ├── ParameterError   exit 2   a Python API parameter that cannot work (the CLI: its flag)
     │   └── InputError       exit 2   a malformed ID file, plan or report; names file and line
     ├── CloudAccessError     exit 3   we could not talk to the cloud at all
     │   ├── ConfigError      exit 3   clouds.yaml / OS_* settings are missing or wrong
@@ -26,6 +27,7 @@ an exception: it is an :class:`~bulkstop.models.Outcome` in the report.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar, Final
 
 EXIT_OK: Final = 0
@@ -47,6 +49,39 @@ class UsageError(BulkstopError):
     """Raised by the CLI and config layer for options that cannot work together."""
 
     exit_code: ClassVar[int] = EXIT_USAGE
+
+
+class ParameterError(UsageError):
+    """Raised by :mod:`bulkstop.api` for parameters that cannot work, alone or together.
+
+    The message names parameters as ``{name}`` fields of :attr:`template`: ``str()`` shows the
+    Python parameter names, and the CLI shows its flags instead (:meth:`naming`), so that the
+    library speaks of parameters and the command line of flags.
+    """
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        super().__init__(self.naming(str))
+
+    def naming(self, name: Callable[[str], str]) -> str:
+        """The message with each ``{param}`` field shown as ``name(param)``."""
+        return self.template.format_map(_Names(name))
+
+
+class _Names(dict[str, str]):
+    """``str.format_map`` fields, each named by a function of the field."""
+
+    def __init__(self, name: Callable[[str], str]) -> None:
+        super().__init__()
+        self._name = name
+
+    def __missing__(self, key: str) -> str:
+        return self._name(key)
+
+
+def literal(text: object) -> str:
+    """``text`` made safe to put into a :class:`ParameterError` template (braces doubled)."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 
 class InputError(UsageError):

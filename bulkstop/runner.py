@@ -1,9 +1,10 @@
 """One run end to end: resolve, check the rails, confirm, execute, and always write the report.
 
-This is the Python API behind ``bulkstop stop`` / ``bulkstop start``; the CLI only parses options
-into a :class:`RunRequest` and prints. Whatever happens once execution has started — success,
-a safety rail, Ctrl-C, SIGTERM, a crash of our own — the report is built from what is known and
-written under a shielded cancel scope before the exception (if any) goes on.
+:mod:`bulkstop.api` (the front door, and through it the CLI) builds the :class:`RunRequest`
+from keyword arguments and opens and closes the cloud around :func:`run`. Whatever happens once
+execution has started — success, a safety rail, Ctrl-C, SIGTERM, a crash of our own — the
+report is built from what is known and written under a shielded cancel scope before the
+exception (if any) goes on.
 
 Interruption (``handle_signals=True``): the first SIGINT/SIGTERM halts dispatch, gives requests
 in flight ``grace`` seconds, then cancels them; a second signal cancels at once. Either way the

@@ -1,9 +1,11 @@
 """Runs through the Python API the way a user's run goes, against an in-process mock cloud.
 
 ``OS_*`` variables → openstacksdk's loader → keystoneauth1 → :class:`~bulkstop.cloud.http.
-HttpCompute` over loopback → :func:`bulkstop.runner.run`. The ``runner`` fixture (in
-``tests/integration/conftest.py``) gives a :class:`Runner` with the machine's own configuration
-kept out; :func:`run_options` gives the fast options most tests run with.
+HttpCompute` over loopback → :func:`bulkstop.runner.run`, all through
+:func:`bulkstop.api.run_request` (the front door's one copy of open → run → close). The
+``runner`` fixture (in ``tests/integration/conftest.py``) gives a :class:`Runner` with the
+machine's own configuration kept out; :func:`run_options` gives the fast options most tests run
+with.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ from typing import Any, Final
 
 import pytest
 
+from bulkstop.api import run_request
 from bulkstop.cloud.auth import AuthSettings
-from bulkstop.cloud.http import open_compute
 from bulkstop.execute.backoff import Backoff
 from bulkstop.execute.engine import Observer, RunOptions
 from bulkstop.execute.gate import RetryPolicy
 from bulkstop.mockcloud import MockCloud
 from bulkstop.record.report import Report
-from bulkstop.runner import RunRequest, run
+from bulkstop.runner import RunRequest
 from bulkstop.timespec import utc_now
 
 #: Real backoff shape, milliseconds instead of seconds: retries stay fast and deterministic.
@@ -68,22 +70,19 @@ class Runner:
         for name, value in env.items():
             self._monkeypatch.setenv(name, value)
         scope = tuple(mock.project_ids if projects is None else projects)
-        compute, scopes = await open_compute(
-            AuthSettings(projects=scope),
-            request_timeout=request_timeout,
-            pool_size=request.options.concurrency,
-        )
-        if deadline_in is not None:
+
+        def start_deadline(request: RunRequest) -> RunRequest:
+            if deadline_in is None:
+                return request
             deadline = utc_now() + timedelta(seconds=deadline_in)
             rails = replace(request.options.rails, deadline=deadline)
-            request = replace(request, options=replace(request.options, rails=rails))
-        try:
-            return await run(
-                compute=compute,
-                scopes=scopes,
-                request=request,
-                observer=observer,
-                handle_signals=handle_signals,
-            )
-        finally:
-            await compute.aclose()
+            return replace(request, options=replace(request.options, rails=rails))
+
+        return await run_request(
+            request,
+            auth=AuthSettings(projects=scope),
+            request_timeout=request_timeout,
+            observer=observer,
+            handle_signals=handle_signals,
+            on_open=start_deadline,
+        )

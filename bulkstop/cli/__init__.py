@@ -6,10 +6,12 @@ rail; 5 the report or journal could not be written; 130 interrupted. Errors are 
 stderr, never a traceback.
 
 Modules: :mod:`.options` (the options ``stop`` and ``start`` share), :mod:`.act` (the
-``stop`` and ``start`` commands and the run they drive), :mod:`.recovery` (``--journal``,
-``--resume``, ``--from-report``, ``--resume-unfinished``), :mod:`.report_cmd` (``bulkstop
-report``), :mod:`.demo`, :mod:`.log` (``--log-format``), :mod:`.unattended` (metrics and
-notifications at the end of a run).
+``stop`` and ``start`` commands: options → one call of :mod:`bulkstop.api`), :mod:`.recovery`
+(``--journal``, ``--resume``'s recorded command lines, ``--resume-unfinished``),
+:mod:`.report_cmd` (``bulkstop report``), :mod:`.demo`, :mod:`.log` (``--log-format``),
+:mod:`.unattended` (metrics and notifications at the end of a run). A
+:class:`~bulkstop.errors.ParameterError` is shown with the flags instead of the library's
+parameter names (:func:`.options.flag_of`).
 
 Commands are imported when they are run, not when the group is built: ``bulkstop stop`` never
 imports the mock cloud (``aiohttp.web`` and the whole server) that ``demo`` and ``mock-cloud`` need.

@@ -1,51 +1,59 @@
-"""``bulkstop stop`` and ``start``: build a run request from the options, drive the run, print,
-exit."""
+"""``bulkstop stop`` and ``start``: the options become one call of :mod:`bulkstop.api`
+(:func:`~bulkstop.api.stop`/:func:`~bulkstop.api.start`, :func:`~bulkstop.api.resume` for
+``--resume``, :func:`~bulkstop.api.undo` for ``--from-report``); this module adds what only a
+terminal has (the confirmation prompt, progress, signals) and turns the result into messages and
+an exit code."""
 
 from __future__ import annotations
 
 import collections
 import functools
 import sys
-from datetime import datetime
+from collections.abc import Coroutine
 from typing import Any, Final
 
-import anyio
 import anyio.to_thread
 import click
 
+from bulkstop import api
+from bulkstop.api import RunResult
+from bulkstop.arguments import SELECTION_PARAMS
 from bulkstop.cli import log
 from bulkstop.cli.console import fail, run_async
 from bulkstop.cli.log import JsonProgress
 from bulkstop.cli.options import action_options, default_report_path, refuse_selection
-from bulkstop.cli.progress import Progress
+from bulkstop.cli.progress import Progress, shown
 from bulkstop.cli.recovery import (
     RecordedCommand,
-    Resumed,
     command_line,
-    from_report,
-    journal_path,
+    read_resumed,
     recovery_options,
     resume_hint,
-    resume_run,
     unfinished_journal,
 )
 from bulkstop.cli.unattended import after_run
 from bulkstop.cloud.auth import AuthSettings
-from bulkstop.cloud.http import open_compute
 from bulkstop.errors import BulkstopError, UsageError
-from bulkstop.execute.engine import Plan, RunOptions, first_run_error
-from bulkstop.execute.gate import RetryPolicy
+from bulkstop.execute.engine import Plan
 from bulkstop.models import Action
-from bulkstop.plan.rails import Rails
-from bulkstop.record.planfile import load_plan
-from bulkstop.record.report import Report, exit_code, render_summary
-from bulkstop.runner import RunRequest, run
-from bulkstop.select.idfile import IdEntry, load_ids
-from bulkstop.select.selector import Selector
-from bulkstop.timespec import parse_deadline, utc_now
+from bulkstop.record.journal import JournalState, journal_path_for
+from bulkstop.runner import Confirm
+
+#: A library call of :mod:`bulkstop.api` with every parameter but its hooks.
+LibraryCall = functools.partial[Coroutine[Any, Any, RunResult]]
 
 #: How many example server names the confirmation prompt shows per project.
 EXAMPLES_SHOWN: Final = 3
+#: Options passed to the library under their own names (the rest are renamed or combined).
+_RUN_OPTIONS: Final = (
+    *("request_timeout", "rate", "concurrency", "max_attempts", "wait", "wait_timeout"),
+    *("max_servers", "max_percent", "canary", "max_errors", "deadline"),
+    *("protect_tags", "include_locked"),
+)
+_SELECTION_OPTIONS: Final = (
+    *("tags", "any_tags", "exclude_tags", "select_all", "projects", "all_projects"),
+    "plan_max_age",
+)
 
 
 @click.command(cls=RecordedCommand)
@@ -97,37 +105,24 @@ def start(**params: Any) -> None:
 
 
 def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | None) -> None:
-    """Shared body of ``stop`` and ``start``."""
+    """Shared body of ``stop`` and ``start``: options → a library call → messages, exit code;
+    metrics and notifications (:func:`~bulkstop.cli.unattended.after_run`) however it ends."""
     with after_run(action, params) as ending:
         try:
-            request, auth = _build_request(action, params, stop_type=stop_type)
-            ending.report_path = request.report_path
+            call = _library_call(action, params, stop_type=stop_type)
+            ending.report_path = call.keywords["report"]
             _check_confirmable(action, params)
         except BulkstopError as exc:
             fail(exc)
-        log.event(
-            "run_start",
-            action=action.verb,
-            dry_run=request.options.dry_run,
-            selector=request.selector.describe(),
-            options=request.describe_options(),
-            report_path=request.report_path,
-            journal_path=request.journal_path,
-            resumed=request.resume is not None,
+        log.event("run_start", action=action.verb, dry_run=params["dry_run"], **_described(call))
+        confirm = None if params["yes"] else functools.partial(_confirm, action)
+        result = run_async(
+            functools.partial(_run, call, progress=_progress(action, params), confirm=confirm),
+            last_words=ending.last_words,
         )
-        report = run_async(
-            functools.partial(
-                _execute,
-                request=request,
-                auth=auth,
-                request_timeout=params["request_timeout"],
-                quiet=params["quiet"],
-                ask=not params["yes"],
-            )
-        )
-        ending.report = report
-        _print_summary(request, report)
-        sys.exit(exit_code(report))
+        ending.report = result.report
+        _print_summary(result, action.verb)
+        sys.exit(result.exit_code)
 
 
 def _check_confirmable(action: Action, params: dict[str, Any]) -> None:
@@ -146,184 +141,126 @@ def _check_confirmable(action: Action, params: dict[str, Any]) -> None:
         )
 
 
-def _print_summary(request: RunRequest, report: Report) -> None:
-    """The summary, where the report is, and how to finish a halted run."""
-    hint = resume_hint(request, report)
+def _progress(action: Action, params: dict[str, Any]) -> Progress | JsonProgress | None:
+    """The live line, progress events in JSON log mode, or nothing (``--quiet``)."""
+    if params["quiet"]:
+        return None
     if log.is_json():
-        summary = report.to_dict()
+        return JsonProgress(verb=action.verb)
+    return Progress(stream=sys.stderr, interactive=sys.stderr.isatty(), verb=action.verb)
+
+
+async def _run(
+    call: LibraryCall, *, progress: Progress | JsonProgress | None, confirm: Confirm | None
+) -> RunResult:
+    async with shown(progress):
+        return await call(observer=progress, confirm=confirm, handle_signals=True)
+
+
+def _print_summary(result: RunResult, verb: str) -> None:
+    """The summary, where the report is, and how to finish a halted run."""
+    hint = resume_hint(result, verb)
+    if log.is_json():
+        report = result.report
+        document = report.to_dict()
         log.event(
             "summary",
-            level="info" if exit_code(report) == 0 else "warning",
+            level="info" if result.exit_code == 0 else "warning",
             action=report.action,
             dry_run=report.dry_run,
             duration=round((report.finished_at - report.started_at).total_seconds(), 3),
             halted_by=report.halted_by,
             requests=dict(report.requests),
-            **summary["summary"],
-            projects=summary["projects"],
-            exit_code=exit_code(report),
-            report_path=request.report_path,
-            journal_path=request.journal_path,
+            **document["summary"],
+            projects=document["projects"],
+            exit_code=result.exit_code,
+            report_path=result.report_path,
+            journal_path=result.journal_path,
             hint=hint,
         )
         return
-    click.echo(render_summary(report), err=True)
-    if request.report_path not in (None, "-"):
-        click.echo(f"report: {request.report_path}", err=True)
+    click.echo(result.summary, err=True)
+    if result.report_path not in (None, "-"):
+        click.echo(f"report: {result.report_path}", err=True)
     if hint:
         click.echo(hint, err=True)
 
 
-def _build_request(
-    action: Action, params: dict[str, Any], *, stop_type: str | None
-) -> tuple[RunRequest, AuthSettings]:
-    now = utc_now()
-    resumed: Resumed | None = None
+def _library_call(action: Action, params: dict[str, Any], *, stop_type: str | None) -> LibraryCall:
+    """The :mod:`bulkstop.api` call this command line asks for, short of its hooks."""
+    chosen: dict[str, Any] = {"stop_type": stop_type} if stop_type else {}
     if params["resume_unfinished"] and not (params["resume"] or params["dry_run"]):
-        params["resume"] = unfinished_journal(action, params)
+        params["resume"] = unfinished_journal(params)
     if params["resume"]:
-        resumed = resume_run(action, params)
-        selector, projects = resumed.selector, resumed.projects
-        stop_type = stop_type or resumed.stop_type
-    elif params.get("from_report"):
-        selector, projects = from_report(params)
-    elif params["plan_path"]:
-        selector, projects = _selector_from_plan(action, params, now=now)
-    else:
-        selector, projects = _selector_from_options(params)
-    deadline = None
-    if params["deadline"]:
-        try:
-            deadline = parse_deadline(params["deadline"], now=now)
-        except ValueError as exc:
-            raise UsageError(f"--deadline: {exc}") from None
-    rails = Rails(
-        max_servers=params["max_servers"],
-        max_percent=params["max_percent"],
-        canary=params["canary"],
-        max_errors=params["max_errors"],
-        deadline=deadline,
-    )
-    options = RunOptions(
-        action=action,
-        rate=params["rate"],
-        concurrency=params["concurrency"],
-        retry=RetryPolicy(max_attempts=params["max_attempts"]),
-        wait=params["wait"],
-        wait_timeout=params["wait_timeout"],
-        stop_type=stop_type,
-        dry_run=params["dry_run"],
-        rails=rails,
-    )
-    report_path = params["report_path"] or default_report_path(action)
-    request = RunRequest(
-        selector=selector,
-        options=options,
-        report_path=report_path,
-        extra_options={"request_timeout": params["request_timeout"], "plan": params["plan_path"]},
-        journal_path=journal_path(action, params, report_path),
-        resume=resumed.state if resumed else None,
-        command=command_line(),
-    )
-    auth = AuthSettings(
-        os_cloud=params["os_cloud"],
-        projects=projects,
-        endpoint=params["endpoint"],
-        region_name=params["region"],
-        all_projects=selector.all_projects,
-    )
-    return request, auth
+        state = read_resumed(action, params)  # first: it fills in the recorded options
+        return functools.partial(api.resume, state, **_run_params(action, params), **chosen)
+    fresh = {**_run_params(action, params), **_record_params(action, params)}
+    if params.get("from_report"):
+        refuse_selection(params, source="--from-report")
+        return functools.partial(api.undo, params["from_report"], **fresh)
+    act = api.stop if action is Action.STOP else api.start
+    return functools.partial(act, **fresh, **_selection_params(params), **chosen)
 
 
-def _selector_from_options(params: dict[str, Any]) -> tuple[Selector, tuple[str, ...]]:
-    """The selector the criteria options describe, and the projects to act in."""
-    ids: tuple[IdEntry, ...] | None = None
-    source = params["ids_file"]
+def _run_params(action: Action, params: dict[str, Any]) -> dict[str, Any]:
+    """The library parameters of every run; an option not given is a parameter not given."""
+    given = {
+        "cloud": AuthSettings(
+            os_cloud=params["os_cloud"],
+            endpoint=params["endpoint"],
+            region_name=params["region"],
+        ),
+        "report": params["report_path"] or default_report_path(action),
+        "command": command_line(),
+        **{name: params[name] for name in _RUN_OPTIONS},
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _record_params(action: Action, params: dict[str, Any]) -> dict[str, Any]:
+    """A new run's dry-run flag and journal (with ``--report -``: beside the default report)."""
+    journal = params["journal_path"] or True
+    if journal is True and params["report_path"] == "-":
+        journal = journal_path_for(default_report_path(action))
+    return {"dry_run": params["dry_run"], "journal": journal}
+
+
+def _selection_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The library parameters that choose servers (a plan among them)."""
     only = params["only"]
-    if only and not source:
-        raise UsageError("--only needs --ids-file pointing at a bulkstop report")
-    if source:
-        wanted = frozenset(o.strip() for o in only.split(",") if o.strip()) if only else None
-        ids = load_ids(source, only=wanted)
-    projects: tuple[str, ...] = params["projects"]
-    if not projects and ids and not params["all_projects"]:
-        named = {e.project_id for e in ids}
-        if None not in named:
-            # The file says where each server lives: act in exactly those projects.
-            projects = tuple(sorted(p for p in named if p is not None))
-    selector = Selector(
-        tags=params["tags"],
-        any_tags=params["any_tags"],
-        exclude_tags=params["exclude_tags"],
-        protect_tags=params["protect_tags"],
-        include_locked=params["include_locked"],
-        ids=ids,
-        ids_source="<stdin>" if source == "-" else source,
-        select_all=params["select_all"],
-        all_projects=params["all_projects"],
-    )
-    return selector, projects
+    return {
+        **{name: params[name] for name in _SELECTION_OPTIONS},
+        "ids": params["ids_file"],
+        "only": [o.strip() for o in only.split(",") if o.strip()] if only else None,
+        "plan": params["plan_path"],
+    }
 
 
-def _selector_from_plan(
-    action: Action, params: dict[str, Any], *, now: datetime
-) -> tuple[Selector, tuple[str, ...]]:
-    """Exactly the plan's servers, under its protections plus any --protect-tag given now."""
-    refuse_selection(params, source="--plan")
-    plan = load_plan(params["plan_path"], max_age=params["plan_max_age"], now=now)
-    if plan.action != action.verb:
-        raise UsageError(f"{params['plan_path']} is a plan to {plan.action}, not to {action.verb}")
-    selector = Selector(
-        ids=plan.ids,
-        ids_source=params["plan_path"],
-        exclude_tags=plan.exclude_tags,
-        protect_tags=tuple(dict.fromkeys((*plan.protect_tags, *params["protect_tags"]))),
-        include_locked=plan.include_locked or params["include_locked"],
-        all_projects=plan.all_projects,
-    )
-    return selector, () if plan.all_projects else plan.projects
+def _described(call: LibraryCall) -> dict[str, Any]:
+    """The ``run_start`` event's fields: what the run continues (a journal, a report to undo),
+    the selection and the options, as given to the library."""
+    given = {k: v for k, v in call.keywords.items() if k not in ("cloud", "command")}
+    selection = {
+        name: given.pop(name)
+        for name in (*SELECTION_PARAMS, "plan", "plan_max_age", "protect_tags", "include_locked")
+        if name in given
+    }
+    source = call.args[0] if call.args else None
+    cloud = call.keywords["cloud"]
+    return {
+        "resume": source.path if isinstance(source, JournalState) else None,
+        "from_report": source if isinstance(source, str) else None,
+        "os_cloud": cloud.os_cloud,
+        "region": cloud.region_name,
+        "selector": selection,
+        "options": given,
+    }
 
 
-async def _execute(
-    *, request: RunRequest, auth: AuthSettings, request_timeout: float, quiet: bool, ask: bool
-) -> Report:
-    compute, scopes = await open_compute(
-        auth, request_timeout=request_timeout, pool_size=request.options.concurrency
-    )
-    progress: Progress | JsonProgress | None = None
-    if quiet:
-        pass
-    elif log.is_json():
-        progress = JsonProgress(verb=request.options.action.verb)
-    else:
-        progress = Progress(
-            stream=sys.stderr, interactive=sys.stderr.isatty(), verb=request.options.action.verb
-        )
-    try:
-        with first_run_error():
-            async with anyio.create_task_group() as tg:
-                if progress is not None:
-                    tg.start_soon(progress.ticker)
-                report = await run(
-                    compute=compute,
-                    scopes=scopes,
-                    request=request,
-                    observer=progress,
-                    confirm=functools.partial(_confirm, request) if ask else None,
-                    handle_signals=True,
-                )
-                tg.cancel_scope.cancel()
-        return report
-    finally:
-        if progress is not None:
-            progress.close()
-        await compute.aclose()
-
-
-async def _confirm(request: RunRequest, plan: Plan) -> bool:
+async def _confirm(action: Action, plan: Plan) -> bool:
     """Show what will happen, per project, and ask on the terminal."""
-    click.echo(describe_plan(plan, request.options.action), err=True)
-    question = f"{request.options.action.verb.capitalize()} {len(plan.to_send)} servers?"
+    click.echo(describe_plan(plan, action), err=True)
+    question = f"{action.verb.capitalize()} {len(plan.to_send)} servers?"
     return await anyio.to_thread.run_sync(
         functools.partial(click.confirm, question, default=False, err=True)
     )
@@ -342,8 +279,8 @@ def describe_plan(plan: Plan, action: Action) -> str:
     lines = [f"bulkstop will {action.verb} {len(plan.to_send)} of {len(plan.entries)} matched:"]
     for pid, counts in sorted(per_project.items()):
         parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        shown = ", ".join(examples.get(pid, []))
-        lines.append(f"  project {pid}: {parts}" + (f" (e.g. {shown})" if shown else ""))
+        sample = ", ".join(examples.get(pid, []))
+        lines.append(f"  project {pid}: {parts}" + (f" (e.g. {sample})" if sample else ""))
     if plan.missing:
         lines.append(f"  not found: {len(plan.missing)}")
     return "\n".join(lines)

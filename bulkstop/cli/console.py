@@ -15,7 +15,8 @@ from typing import Any, Final, NoReturn, TypeVar
 import anyio
 
 from bulkstop.cli import log
-from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError
+from bulkstop.cli.options import flag_of
+from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError, ParameterError
 
 T = TypeVar("T")
 
@@ -27,14 +28,29 @@ T = TypeVar("T")
 GC_THRESHOLDS: Final = (10_000, 10, 10)
 
 
+def message_of(error: BulkstopError) -> str:
+    """An error as the command line tells it (a parameter named by its flag)."""
+    return error.naming(flag_of) if isinstance(error, ParameterError) else str(error)
+
+
 def fail(error: BulkstopError) -> NoReturn:
     """Print a one-line error and exit with its code."""
-    log.say("error", f"bulkstop: error: {error}", level="error", exit_code=error.exit_code)
+    log.say(
+        "error", f"bulkstop: error: {message_of(error)}", level="error", exit_code=error.exit_code
+    )
     sys.exit(error.exit_code)
 
 
-def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine with bulkstop's error handling (and collector thresholds) around it."""
+def run_async(
+    main: Callable[[], Coroutine[Any, Any, T]],
+    *,
+    last_words: Callable[[int], None] | None = None,
+) -> T:
+    """Run a coroutine with bulkstop's error handling (and collector thresholds) around it.
+
+    ``last_words`` is called with the exit code before an interruption leaves at once, which
+    skips every ``finally`` (the end-of-run metrics and notifications use it).
+    """
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
@@ -51,6 +67,8 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
             level="warning",
             exit_code=EXIT_INTERRUPTED,
         )
+        if last_words is not None:
+            last_words(EXIT_INTERRUPTED)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)

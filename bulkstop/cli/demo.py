@@ -12,20 +12,18 @@ import functools
 import os
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
 import click
 
+from bulkstop import api
+from bulkstop.api import RunResult
 from bulkstop.cli.console import run_async
-from bulkstop.cli.progress import Progress
+from bulkstop.cli.progress import Progress, shown
 from bulkstop.cloud.auth import AuthSettings
-from bulkstop.cloud.http import DEFAULT_REQUEST_TIMEOUT, open_compute
-from bulkstop.execute.engine import RunOptions
 from bulkstop.mockcloud import Faults, MockCloud, MockConfig
-from bulkstop.record.report import Report, render_summary
-from bulkstop.runner import RunRequest, run
-from bulkstop.select.selector import Selector
 
 DEMO_SERVERS: Final = 3000
 DEMO_PROJECTS: Final = 3
@@ -34,6 +32,8 @@ DEMO_RATE: Final = 200
 DEMO_CONCURRENCY: Final = 64
 DEMO_LATENCY: Final = 0.005
 DEMO_CLOUD: Final = "bulkstop-demo"
+#: Seconds between two status polls: the mock's transitions take 0.5 s.
+DEMO_POLL_INTERVAL: Final = 0.5
 
 
 @click.command()
@@ -98,18 +98,33 @@ def demo(
         transition_delay=0.5,
         faults=Faults(latency=DEMO_LATENCY),
     )
-    request = RunRequest(
-        selector=Selector(tags=(tag,)),
-        options=RunOptions(rate=rate, concurrency=concurrency, wait=True, poll_interval=0.5),
-        report_path=report_path,
+    progress = None if quiet else Progress(stream=sys.stderr, interactive=sys.stderr.isatty())
+    demo_run = functools.partial(
+        api.stop,
+        tags=tag,
+        rate=rate,
+        concurrency=concurrency,
+        wait=True,
+        poll_interval=DEMO_POLL_INTERVAL,
+        report=report_path,
+        journal=False,
+        observer=progress,
+        handle_signals=True,
     )
-    report = run_async(functools.partial(_demo, config, request, quiet=quiet))
-    click.echo(render_summary(report), err=True)
+    result = run_async(functools.partial(_demo, config, demo_run, tag=tag, progress=progress))
+    click.echo(result.summary, err=True)
     if report_path != "-":
         click.echo(f"report: {report_path}", err=True)
 
 
-async def _demo(config: MockConfig, request: RunRequest, *, quiet: bool) -> Report:
+async def _demo(
+    config: MockConfig,
+    demo_run: Callable[..., Awaitable[RunResult]],
+    *,
+    tag: str,
+    progress: Progress | None,
+) -> RunResult:
+    """Start the mock cloud, point a clouds.yaml entry at it, and run the demo's stop there."""
     async with MockCloud(config) as mock:
         with tempfile.TemporaryDirectory(prefix="bulkstop-demo-") as tmp:
             clouds_yaml = Path(tmp) / "clouds.yaml"
@@ -117,28 +132,14 @@ async def _demo(config: MockConfig, request: RunRequest, *, quiet: bool) -> Repo
             # openstacksdk's loader reads this variable first: the demo's credentials never
             # mix with the user's own clouds.yaml or OS_* settings.
             os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds_yaml)
-            auth = AuthSettings(os_cloud=DEMO_CLOUD, projects=tuple(mock.project_ids))
-            compute, scopes = await open_compute(
-                auth,
-                request_timeout=DEFAULT_REQUEST_TIMEOUT,
-                pool_size=request.options.concurrency,
-            )
-        if not quiet:
-            click.echo(
-                f"mock cloud on {mock.base_url}: {len(mock.servers)} servers in "
-                f"{len(scopes)} projects; stopping those tagged {request.selector.tags[0]!r}",
-                err=True,
-            )
-        progress = None if quiet else Progress(stream=sys.stderr, interactive=sys.stderr.isatty())
-        try:
-            return await run(
-                compute=compute,
-                scopes=scopes,
-                request=request,
-                observer=progress,
-                handle_signals=True,
-            )
-        finally:
             if progress is not None:
-                progress.close()
-            await compute.aclose()
+                click.echo(
+                    f"mock cloud on {mock.base_url}: {len(mock.servers)} servers in "
+                    f"{len(mock.project_ids)} projects; stopping those tagged "
+                    f"{tag!r}",
+                    err=True,
+                )
+            async with shown(progress):
+                return await demo_run(
+                    cloud=AuthSettings(os_cloud=DEMO_CLOUD, projects=tuple(mock.project_ids))
+                )

@@ -19,6 +19,7 @@ from bulkstop.models import Action
 from bulkstop.plan.rails import MIN_FINISHED_FOR_PERCENT, ErrorBudget
 from bulkstop.record.notify import FORMATS as NOTIFY_FORMATS
 from bulkstop.record.notify import redact_url
+from bulkstop.record.planfile import DEFAULT_PLAN_MAX_AGE
 from bulkstop.record.runend import METRIC_LABELS
 from bulkstop.timespec import parse_duration, utc_now
 
@@ -39,6 +40,23 @@ SELECTION_FLAGS: Final = {
     "plan_path": "--plan",
     "from_report": "--from-report",
 }
+
+#: The Python API's parameter names (in :class:`~bulkstop.errors.ParameterError` messages) as
+#: the command line spells them; a parameter not here is named alike (``--`` + dashes).
+FLAGS: Final = {
+    **SELECTION_FLAGS,
+    "ids": "--ids-file",
+    "plan": "--plan",
+    "protect_tags": "--protect-tag",
+    "report": "--report",
+    "journal": "--journal",
+    "cloud": "--os-cloud",
+}
+
+
+def flag_of(param: str) -> str:
+    """The flag of a Python API parameter."""
+    return FLAGS.get(param) or "--" + param.replace("_", "-")
 
 
 #: What each source of servers decides already, for the refusal message.
@@ -294,7 +312,7 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
             click.option(
                 "--plan-max-age",
                 metavar="DURATION",
-                default="24h",
+                default=DEFAULT_PLAN_MAX_AGE,
                 show_default=True,
                 callback=_parsed(parse_duration),
                 help="Refuse a --plan older than this.",

@@ -3,19 +3,22 @@
 :class:`Progress` is an :class:`~bulkstop.execute.engine.Observer`; the engine calls it for every
 finished server, so it only counts there. It draws every :data:`TTY_INTERVAL` seconds (or
 :data:`LOG_INTERVAL` when stderr is not a terminal) from :meth:`Progress.ticker`, so a run
-that is waiting — throttled, slow, polling — still says where it is.
+that is waiting — throttled, slow, polling — still says where it is. :func:`shown` runs the
+ticker around a run and closes the display after it: every command that shows progress uses it
+(with this display, or :class:`~bulkstop.cli.log.JsonProgress` in JSON log mode).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
-from collections.abc import Callable
-from typing import Final, TextIO
+from collections.abc import AsyncIterator, Callable
+from typing import Final, Protocol, TextIO
 
 import anyio
 
-from bulkstop.execute.engine import Observer, Plan
+from bulkstop.execute.engine import Observer, Plan, first_run_error
 from bulkstop.models import ServerResult
 
 #: Seconds between two redraws of the live line on a terminal.
@@ -106,6 +109,31 @@ class Progress(Observer):
             self._stream.write(f"{text}\n")
         self._stream.flush()
         self._drawn = True
+
+
+class Display(Protocol):
+    """What :func:`shown` drives: a periodic ticker, and a last word."""
+
+    async def ticker(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def shown(progress: Display | None) -> AsyncIterator[None]:
+    """Draw ``progress`` periodically while the block runs, and its final state after it
+    (nothing with ``None``: ``--quiet``). A run-wide error leaves the block as itself."""
+    if progress is None:
+        yield
+        return
+    try:
+        with first_run_error():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(progress.ticker)
+                yield
+                tg.cancel_scope.cancel()
+    finally:
+        progress.close()
 
 
 def _duration(seconds: float) -> str:

@@ -1,34 +1,27 @@
-"""The command-line side of recovery: ``--journal``, ``--resume`` and ``start --from-report``.
+"""The command-line side of recovery: ``--journal``, ``--resume`` and ``--resume-unfinished``
+(resuming and undoing themselves are :func:`bulkstop.api.resume` and :func:`bulkstop.api.undo`).
 
-``--resume JOURNAL`` repeats the interrupted run's options: the command line of each part of
-the run is recorded in its journal, re-read here, and every option not given now takes its
-recorded value (the selection always comes from the journal itself).
+``--resume JOURNAL`` repeats the interrupted run's options as they were typed: the command line
+of each part of the run is recorded in its journal, re-read here, and every option not given
+now takes its recorded value (so a relative ``--deadline 25m`` is again 25 minutes); the
+selection always comes from the journal itself.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import click
 from click.core import ParameterSource
 
-from bulkstop.cli.options import (
-    SECRET_URL_FLAGS,
-    SELECTION_FLAGS,
-    default_report_path,
-    refuse_selection,
-)
+from bulkstop.api import RunResult
+from bulkstop.cli.options import SECRET_URL_FLAGS, SELECTION_FLAGS, refuse_selection
 from bulkstop.errors import UsageError
-from bulkstop.models import INTERRUPTED, Action, Outcome
+from bulkstop.models import INTERRUPTED, Action
 from bulkstop.record.journal import JournalState, journal_path_for, read_journal
 from bulkstop.record.notify import redact_url
-from bulkstop.record.report import Report, read_report
-from bulkstop.record.resume import recorded_projects, resume_selector, undo_selector
-from bulkstop.runner import RunRequest
-from bulkstop.select.selector import Selector
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -105,49 +98,37 @@ def recovery_options(f: F) -> F:
     )(f)
 
 
-def journal_path(action: Action, params: dict[str, Any], report_path: str) -> str:
-    """The journal a run keeps: the resumed one, ``--journal``, or one beside the report."""
-    if params["resume"]:
-        return str(params["resume"])
-    if params["journal_path"]:
-        return str(params["journal_path"])
-    return journal_path_for(default_report_path(action) if report_path == "-" else report_path)
-
-
-def resume_hint(request: RunRequest, report: Report) -> str | None:
+def resume_hint(result: RunResult, verb: str) -> str | None:
     """How to finish a halted run, or one that left servers ``not_attempted``, when it kept a
     journal."""
-    if request.journal_path is None or request.options.dry_run:
+    if not result.resumable:
         return None
-    if report.halted_by is None and not any(
-        s.outcome is Outcome.NOT_ATTEMPTED for s in report.servers
-    ):
-        return None
-    path, verb = request.journal_path, request.options.action.verb
-    halted = report.halted_by or ""
+    path, halted = result.journal_path, result.report.halted_by or ""
     if halted.startswith(("canary", "max-errors")):
         # The rail fired for a reason: finishing blindly would walk past it.
         return (
             f"journal: {path}\n{halted.split(':')[0]} halted the run: look at the failures "
-            f"first (bulkstop report {request.report_path}); then, if it is safe, finish with: "
+            f"first (bulkstop report {result.report_path}); then, if it is safe, finish with: "
             f"bulkstop {verb} --resume {path}"
         )
     return f"journal: {path}\nto finish: bulkstop {verb} --resume {path}"
 
 
-def unfinished_journal(action: Action, params: dict[str, Any]) -> str | None:
-    """``--resume-unfinished``: the journal to continue, or None to start a new run.
+def unfinished_journal(params: dict[str, Any]) -> str | None:
+    """``--resume-unfinished``: the journal to continue (for ``--resume``), or None to start a
+    new run.
 
     A journal continues when its run did not end (killed) or ended interrupted with servers
     left; then the selection options given now are dropped — the journal has the servers — and
     it must have been started by this same command line. A run that ended otherwise (finished,
     or halted by a rail) is over: this one starts afresh with its own rails.
     """
-    if not (params["report_path"] or params["journal_path"]) or params["report_path"] == "-":
+    report, journal = params["report_path"], params["journal_path"]
+    if not (report or journal) or report == "-":
         raise UsageError(
             "--resume-unfinished needs a fixed --report PATH or --journal PATH to find the run by"
         )
-    path = journal_path(action, params, params["report_path"] or "-")
+    path = str(journal or journal_path_for(report))
     if not os.path.exists(path):
         return None
     state = read_journal(path)
@@ -165,19 +146,9 @@ def unfinished_journal(action: Action, params: dict[str, Any]) -> str | None:
     return path
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Resumed:
-    """A run to finish: its journal, the servers it has left, and where they live."""
-
-    state: JournalState
-    selector: Selector
-    projects: tuple[str, ...]
-    #: The recorded ``--stop-type`` (the ``stop`` command passes it outside ``params``).
-    stop_type: str | None
-
-
-def resume_run(action: Action, params: dict[str, Any]) -> Resumed:
-    """Read ``--resume``'s journal and fill ``params`` in place with the recorded options.
+def read_resumed(action: Action, params: dict[str, Any]) -> JournalState:
+    """Read ``--resume``'s journal and fill ``params`` in place with the options recorded on
+    its command lines (and its report path), for the options not given now.
 
     Raises UsageError for options that cannot go with ``--resume``, a journal of another
     action, or a record that cannot be re-read; InputError for a file that is not a journal.
@@ -195,14 +166,7 @@ def resume_run(action: Action, params: dict[str, Any]) -> Resumed:
     params.update(_recorded_options(state, params))
     if not params["report_path"]:
         params["report_path"] = state.report_path
-    return Resumed(
-        state=state,
-        selector=resume_selector(
-            state, protect_tags=params["protect_tags"], include_locked=params["include_locked"]
-        ),
-        projects=recorded_projects(state),
-        stop_type=state.options.get("stop_type"),
-    )
+    return state
 
 
 def _recorded_options(state: JournalState, params: dict[str, Any]) -> dict[str, Any]:
@@ -229,15 +193,3 @@ def _recorded_options(state: JournalState, params: dict[str, Any]) -> dict[str, 
         and name not in _NOT_REPEATED
         and ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT)
     }
-
-
-def from_report(params: dict[str, Any]) -> tuple[Selector, tuple[str, ...]]:
-    """``start --from-report``: the servers that stop run stopped (see :func:`undo_selector`)."""
-    path = str(params["from_report"])
-    refuse_selection(params, source="--from-report")
-    return undo_selector(
-        read_report(path),
-        source=path,
-        protect_tags=params["protect_tags"],
-        include_locked=params["include_locked"],
-    )

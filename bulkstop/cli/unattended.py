@@ -15,23 +15,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from bulkstop.cli import log
+from bulkstop.cli.console import message_of
 from bulkstop.errors import EXIT_FAILURES, EXIT_REFUSED, BulkstopError
-from bulkstop.models import Action
+from bulkstop.models import INTERRUPTED, Action
 from bulkstop.record.notify import payload, redact_url, send
 from bulkstop.record.report import Report, read_report
 from bulkstop.record.runend import RunEnd
 from bulkstop.timespec import utc_now
 
-
-@dataclass(slots=True)
-class Ending:
-    """What the command body knows by the time it exits (filled in as the run goes)."""
-
-    report: Report | None = None
-    report_path: str | None = None
+#: The error of a run interrupted before anything was sent (no report: it never got that far).
+INTERRUPTED_EARLY: Final = f"{INTERRUPTED}: nothing was sent"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,12 +57,58 @@ class Unattended:
         return bool(self.metrics_file or self.pushgateway or self.notify)
 
 
+@dataclass(slots=True)
+class Ending:
+    """What the command body knows by the time it exits (filled in as the run goes), and the
+    one telling of how it ended."""
+
+    action: Action
+    settings: Unattended
+    began: float
+    began_wall: datetime
+    report: Report | None = None
+    report_path: str | None = None
+    told: bool = False
+
+    def finish(self, code: int, error: str | None) -> None:
+        """Measure and tell, once, if anything is to be told."""
+        if self.told or not self.settings.active:
+            return
+        self.told = True
+        report = self.report
+        if report is None and code == EXIT_REFUSED:
+            report = _refused_report(self.report_path, since=self.began_wall)
+        end = RunEnd(
+            action=self.action.verb,
+            exit_code=code,
+            finished_at=utc_now(),
+            duration=time.monotonic() - self.began,
+            report=report,
+            report_path=self.report_path,
+            error=error,
+        )
+        tell(end, self.settings)
+
+    def last_words(self, code: int) -> None:
+        """For a command that must leave at once (``os._exit`` skips :func:`after_run`'s
+        ``finally``): an interruption before anything was sent. A second signal cuts it short."""
+        with contextlib.suppress(KeyboardInterrupt):
+            self.finish(code, INTERRUPTED_EARLY)
+
+
 @contextlib.contextmanager
 def after_run(action: Action, params: dict[str, Any]) -> Iterator[Ending]:
-    """Run the body; on its way out (``sys.exit`` included), measure and tell, then go on."""
-    settings = Unattended.from_params(params)
-    began, began_wall = time.monotonic(), utc_now()
-    ending = Ending()
+    """Run the body; on its way out (``sys.exit`` included), measure and tell, then go on.
+
+    The body hands :meth:`Ending.last_words` to :func:`~bulkstop.cli.console.run_async`, which
+    calls it before leaving at once on an interruption.
+    """
+    ending = Ending(
+        action=action,
+        settings=Unattended.from_params(params),
+        began=time.monotonic(),
+        began_wall=utc_now(),
+    )
     code, error = 0, None
     try:
         yield ending
@@ -79,20 +121,7 @@ def after_run(action: Action, params: dict[str, Any]) -> Iterator[Ending]:
         code, error = EXIT_FAILURES, f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        if settings.active:
-            report = ending.report
-            if report is None and code == EXIT_REFUSED:
-                report = _refused_report(ending.report_path, since=began_wall)
-            end = RunEnd(
-                action=action.verb,
-                exit_code=code,
-                finished_at=utc_now(),
-                duration=time.monotonic() - began,
-                report=report,
-                report_path=ending.report_path,
-                error=error,
-            )
-            tell(end, settings)
+        ending.finish(code, error)
 
 
 def tell(end: RunEnd, settings: Unattended) -> None:
@@ -129,7 +158,7 @@ def _error_of(exc: SystemExit) -> str | None:
     cause: BaseException | None = exc.__context__
     while cause is not None and not isinstance(cause, BulkstopError):
         cause = cause.__context__
-    return None if cause is None else str(cause)
+    return None if cause is None else message_of(cause)
 
 
 def _refused_report(path: str | None, *, since: datetime) -> Report | None:

@@ -13,12 +13,16 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Final
 
 from bulkstop.errors import InputError, RefusedError
 from bulkstop.models import Outcome
 from bulkstop.record.report import Report
 from bulkstop.select.idfile import IdEntry
 from bulkstop.timespec import format_time
+
+#: ``--plan-max-age``: a plan older than this is refused (a duration, as the CLI takes it).
+DEFAULT_PLAN_MAX_AGE: Final = "24h"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

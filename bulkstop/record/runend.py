@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from bulkstop.errors import EXIT_INTERRUPTED, EXIT_REFUSED
 from bulkstop.record.report import Report
 
 #: ``halted_by`` prefixes that name a rail (the rest of the text says why).
@@ -45,10 +46,11 @@ class RunEnd:
 
     @property
     def halted_by(self) -> str | None:
-        """Why dispatch stopped early: the report's reason, else the error's (a refusal)."""
+        """Why dispatch stopped early: the report's reason, else the error's (a refusal, an
+        interruption before anything was sent)."""
         if self.report is not None and self.report.halted_by is not None:
             return self.report.halted_by
-        return self.error if self.exit_code == 4 else None
+        return self.error if self.exit_code in (EXIT_REFUSED, EXIT_INTERRUPTED) else None
 
     @property
     def rail(self) -> str:

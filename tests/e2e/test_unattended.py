@@ -11,6 +11,8 @@ from __future__ import annotations
 import http.server
 import json
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -325,6 +327,53 @@ class TestSignalsAndRetries:
             assert report.outcomes == {"already_stopped": 30}
         finally:
             mock.close()
+
+    def test_ctrl_c_before_anything_is_sent_still_notifies(
+        self, tmp_path: Path, receiver: Receiver
+    ) -> None:
+        # Every compute answer takes 30 s: the run is still resolving when the signal comes.
+        mock = StandaloneMock(tmp_path, "--servers", "4", "--latency", "30")
+        metrics = tmp_path / "bulkstop.prom"
+        try:
+            run = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "bulkstop", "stop", "--all", "--yes", "--quiet"),
+                    *("--metrics-file", str(metrics)),
+                ],
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=tmp_path,
+                env={
+                    **mock.env,
+                    "BULKSTOP_NOTIFY_URL": f"{receiver.url}/hook/{SECRET}",
+                    "BULKSTOP_LOG_FORMAT": "json",
+                },
+                # A test run started in the background inherits an ignored SIGINT: a
+                # terminal's user does not.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            )
+            try:
+                # Requests are journaled when answered: Keystone's is, the listing's is not.
+                wait_for(lambda: bool(mock.requests(kind="identity")), "authentication")
+                run.send_signal(signal.SIGINT)
+                _, stderr = run.communicate(timeout=PROCESS_TIMEOUT)
+            finally:
+                if run.poll() is None:
+                    run.kill()
+                    run.communicate()
+            assert mock.requests() == []
+        finally:
+            mock.close()
+        assert run.returncode == EXIT_INTERRUPTED, stderr
+        events = [json.loads(line)["event"] for line in stderr.splitlines()]
+        assert events == ["run_start", "interrupted"]
+        (note,) = receiver.json_posts("/hook/")
+        assert note["exit_code"] == EXIT_INTERRUPTED and note["rail"] == "interrupted"
+        assert note["report"] is None and "nothing was sent" in note["error"]
+        parsed = families(metrics.read_text())
+        assert parsed["bulkstop_exit_code"][0].value == EXIT_INTERRUPTED
+        (halted,) = parsed["bulkstop_halted"]
+        assert (halted.labels["rail"], halted.value) == ("interrupted", 1)
 
 
 def test_shell_completion_completes_commands_and_options() -> None:

@@ -53,6 +53,11 @@ class TestArrows:
             wrong = bulkstop_imports(module) & (set(STAGES) | OUTER)
             assert not wrong, f"{module.relative_to(PACKAGE)} imports {sorted(wrong)}"
 
+    @pytest.mark.parametrize("module", ["__init__", "api", "arguments", "runner"])
+    def test_the_front_door_imports_neither_the_cli_nor_the_mock_cloud(self, module: str) -> None:
+        wrong = bulkstop_imports(PACKAGE / f"{module}.py") & OUTER
+        assert not wrong, f"{module}.py imports {sorted(wrong)}"
+
     def test_the_shared_vocabulary_imports_nothing_of_ours_but_itself(self) -> None:
         for name in ("errors", "models", "identifiers", "timespec"):
             wrong = bulkstop_imports(PACKAGE / f"{name}.py") - {"errors", "models"}

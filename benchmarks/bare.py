@@ -4,14 +4,15 @@
 :class:`aiohttp.ClientSession` whose connector allows ``concurrency`` connections, and
 ``concurrency`` workers taking the next server from a shared iterator. The requests are the
 ones bulkstop sends (same URL, headers and body); no retries, no pacing, no report. What
-bulkstop spends beyond this is the engine's overhead. Runs on asyncio's default loop, as the
-bulkstop CLI does.
+bulkstop spends beyond this is the engine's overhead. Runs on the event loop the job names
+(asyncio's default, or uvloop), the one bulkstop is measured on beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import importlib
 import sys
 import time
 from typing import Final
@@ -85,7 +86,10 @@ async def stop_all(job: PeerJob) -> PeerResult:
 def main(argv: list[str]) -> None:
     """Entry point: ``python -m benchmarks.bare JOB.json``."""
     job = PeerJob.read(argv[0])
-    sys.stdout.write(asyncio.run(stop_all(job)).dumps() + "\n")
+    factory = importlib.import_module("uvloop").new_event_loop if job.loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        result = runner.run(stop_all(job))
+    sys.stdout.write(result.dumps() + "\n")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ class PeerJob:
     concurrency: int
     #: Stop sending new requests this many seconds after the first one (None: no limit).
     time_limit: float | None = None
+    #: Event loop of an asyncio client (bare aiohttp): "asyncio" or "uvloop", as bulkstop's.
+    loop: str = "asyncio"
 
     def ordered(self) -> Iterator[tuple[str, str]]:
         """(project id, server id), round-robin over the projects, as a run across projects."""

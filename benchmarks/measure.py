@@ -10,9 +10,14 @@ the same way:
   before it; bulkstop's report writing and process exit after it;
 * **stops** = ``os-stop`` requests the mock answered 2xx (its journal), checked against the
   client's own count; stops/s = stops / window;
+* **span** = from the arrival of the first ``os-stop`` to the arrival of the last one (both on
+  the server's clock: independent of what a client says of itself); span stops/s = stops /
+  span; **before** the span = process spawn to the first stop's arrival (interpreter start-up,
+  imports, Keystone, listing, planning); **after** = the last stop's arrival to process exit
+  (its answer, the report, interpreter exit);
 * CPU seconds inside the window for the client, the mock, and the rest of the machine (other
-  people's work on a shared machine shows up there); whole-process CPU and peak RSS of the
-  client from ``wait4``;
+  people's work on a shared machine shows up there), and the client's inside the span;
+  whole-process CPU and peak RSS of the client from ``wait4``;
 * a run during which the rest of the machine kept more than :data:`QUIET_CORES` of a core busy
   was disturbed by a neighbour: it is run again (at most ``retries`` times) and the least
   disturbed run is kept; ``reruns`` in the results says how often that happened.
@@ -46,6 +51,8 @@ from .procs import (
     child_env,
 )
 
+#: The environment variable that picks bulkstop's event loop (see bulkstop.cli.console).
+LOOP_ENV: Final = "BULKSTOP_LOOP"
 #: Seconds any one client run may take before it is killed.
 RUN_TIMEOUT: Final = 300.0
 #: The bulkstop CLI as users run it.
@@ -113,9 +120,21 @@ class RunResult:
     client_peak_rss_mb: float
     #: Throttled answers (429/413) the mock gave.
     throttled: int
+    #: First to last ``os-stop`` arrival at the server, seconds (0 with fewer than two).
+    span: float = 0.0
+    #: Client CPU seconds within the span.
+    client_cpu_span: float = 0.0
+    #: Seconds from spawn to the first stop's arrival, and from the last one's to exit.
+    before_span: float = 0.0
+    after_span: float = 0.0
     #: Runs thrown away before this one because a neighbour disturbed them.
     reruns: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def span_stops_per_s(self) -> float:
+        """Stops per second over the span of the stop requests."""
+        return self.stops / self.span if self.span else 0.0
 
     @property
     def client_util(self) -> float:
@@ -154,6 +173,11 @@ class RunResult:
             "others_util": round(self.others_util, 3),
             "client_peak_rss_mb": round(self.client_peak_rss_mb, 1),
             "throttled": self.throttled,
+            "span_s": round(self.span, 4),
+            "span_stops_per_s": round(self.span_stops_per_s, 1),
+            "client_cpu_per_stop_span_us": _per_stop_us(self.client_cpu_span, self.stops),
+            "before_span_s": round(self.before_span, 3),
+            "after_span_s": round(self.after_span, 3),
             "reruns": self.reruns,
             **self.details,
         }
@@ -201,7 +225,9 @@ def _measure_once(
     view = launch.read(child)
     journal = mock.journal()
     stops = [r for r in journal if r.kind == KIND_ACTION and r.action == "os-stop" and r.ok]
-    first = min((r.wall for r in journal if r.kind == KIND_ACTION), default=view.finished)
+    arrivals = [r.wall for r in journal if r.kind == KIND_ACTION]
+    first = min(arrivals, default=view.finished)
+    last = max(arrivals, default=first)
     window = max(view.finished - first, 0.0)
     client_cpu = sampler.cpu_seconds(CLIENT, first, view.finished)
     mock_cpu = sampler.cpu_seconds(MOCK, first, view.finished)
@@ -221,6 +247,10 @@ def _measure_once(
         others_cpu_window=max(machine_cpu - client_cpu - mock_cpu, 0.0),
         client_peak_rss_mb=child.peak_rss_mb,
         throttled=sum(r.status in THROTTLE_STATUSES for r in journal),
+        span=last - first,
+        client_cpu_span=sampler.cpu_seconds(CLIENT, first, last),
+        before_span=first - child.spawned if arrivals else 0.0,
+        after_span=child.reaped - last if arrivals else 0.0,
         details=view.details,
     )
     return Measured(result=result, journal=journal, view=view, child=child)
@@ -238,8 +268,12 @@ def bulkstop_launch(
     rate: float,
     dry_run: bool = False,
     label: str = "bulkstop",
+    loop: str = "asyncio",
 ) -> Launch:
-    """``bulkstop stop --all`` over ``projects``, as a user runs it, with a JSON report."""
+    """``bulkstop stop --all`` over ``projects``, as a user runs it, with a JSON report.
+
+    ``loop`` is the event loop it runs on (``BULKSTOP_LOOP``: asyncio or uvloop).
+    """
     report = workdir / f"report-{next(_names)}.json"
     argv = [
         *BULKSTOP,
@@ -271,7 +305,8 @@ def bulkstop_launch(
             details={"outcomes": outcomes, "exit_status": child.returncode},
         )
 
-    return Launch(label=label, argv=tuple(argv), env=child_env(mock.os_env(projects[0])), read=read)
+    env = child_env({**mock.os_env(projects[0]), LOOP_ENV: loop})
+    return Launch(label=label, argv=tuple(argv), env=env, read=read)
 
 
 def peer_launch(
@@ -283,8 +318,10 @@ def peer_launch(
     concurrency: int,
     label: str,
     time_limit: float | None = None,
+    loop: str = "asyncio",
 ) -> Launch:
-    """A peer client (``benchmarks.bare`` or ``benchmarks.sdk``) on the same mock."""
+    """A peer client (``benchmarks.bare`` or ``benchmarks.sdk``) on the same mock; ``loop``: the
+    bare loop's event loop."""
     info = mock.info
     job = PeerJob(
         auth_url=info["auth_url"],
@@ -296,6 +333,7 @@ def peer_launch(
         targets=targets,
         concurrency=concurrency,
         time_limit=time_limit,
+        loop=loop,
     ).write(workdir / f"job-{next(_names)}.json")
 
     def read(child: ChildRun) -> ClientView:

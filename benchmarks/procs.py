@@ -41,6 +41,8 @@ MOCK_STARTUP_TIMEOUT: Final = 60.0
 CLIENT: Final = "client"
 MOCK: Final = "mock"
 MACHINE: Final = "machine"
+#: The server :class:`MockProcess` runs unless told otherwise: bulkstop's mock cloud.
+MOCK_MODULE: Final = "bulkstop.mockcloud"
 
 
 class BenchmarkError(RuntimeError):
@@ -268,14 +270,16 @@ class MockProcess:
     """``python -m bulkstop.mockcloud ...`` as a child process, with its admin endpoints.
 
     Use as a context manager; :attr:`info` is the JSON line it printed (URLs, credentials,
-    project ids).
+    project ids). ``module`` runs another server that prints the same line and serves the same
+    two admin endpoints (reset, requests): :mod:`benchmarks.nova`, the minimal Nova.
     """
 
-    def __init__(self, args: Sequence[str]) -> None:
+    def __init__(self, args: Sequence[str], *, module: str = MOCK_MODULE) -> None:
         self.args = tuple(args)
+        self.module = module
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the mock
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "bulkstop.mockcloud", *self.args],
+            [sys.executable, "-m", module, *self.args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -298,7 +302,7 @@ class MockProcess:
             timer.cancel()
         if not line:
             self._stderr.seek(0)
-            raise BenchmarkError(f"mock cloud did not start: {self._stderr.read()[-2000:]!r}")
+            raise BenchmarkError(f"{self.module} did not start: {self._stderr.read()[-2000:]!r}")
         info: dict[str, Any] = json.loads(line)
         return info
 

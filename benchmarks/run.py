@@ -1,14 +1,16 @@
 """``python -m benchmarks``: run the scenarios, print the tables, write the JSON.
 
 Options: ``--quick`` (a smoke run of seconds: tiny fleets, one concurrency level, one repeat),
-``--only NAME,...`` (scenarios: throughput, rate, throttling, scale, peers), ``--repeats N``,
-``--levels 32,64,...``, ``--json PATH``. Exit status 0 when every sanity check passed, 1 when
-one failed (a failure is a broken pipeline, not a missed speed target).
+``--only NAME,...`` (scenarios: throughput, rate, throttling, scale, peers, vsbare),
+``--repeats N``, ``--levels 32,64,...``, ``--loop auto|asyncio|uvloop``, ``--json PATH``. Exit
+status 0 when every sanity check passed, 1 when one failed (a failure is a broken pipeline, not
+a missed speed target).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -41,6 +43,12 @@ from .scenarios import (
 from .table import render
 
 RESULTS: Final = ROOT / "benchmarks" / "results"
+#: The vs-bare-loop targets of issue 14: (ratio, target name, at least).
+VS_BARE_TARGETS: Final = (
+    ("span_stops_per_s", "stops/s over the span vs bare loop", 1.0),
+    ("client_cpu_per_stop_span_us", "bare CPU/stop in span ÷ bulkstop's", 1.0),
+    ("process_wall_s", "bare wall time ÷ bulkstop's", 0.65),
+)
 DEFAULT_REPEATS: Final = 3
 #: Re-runs of a measurement a neighbour disturbed (see benchmarks.measure).
 DEFAULT_RETRIES: Final = 2
@@ -77,6 +85,13 @@ def machine() -> dict[str, Any]:
         "openstacksdk": metadata.version("openstacksdk"),
         "loadavg_before": Path("/proc/loadavg").read_text().split()[:3],
     }
+
+
+def resolve_loop(choice: str) -> str:
+    """``auto``: uvloop when it is installed (what bulkstop itself picks), else asyncio."""
+    if choice != "auto":
+        return choice
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 # -- targets ----------------------------------------------------------------------------------
@@ -138,6 +153,15 @@ def targets(scenarios: dict[str, Any], *, quick: bool) -> list[dict[str, Any]]:
     if "throttling" in scenarios:
         storm = scenarios["throttling"]
         add("throttling storm failures", "0", storm["failures"], storm["failures"] == 0)
+    for entry in scenarios.get("vsbare", {}).get("per_server", []):
+        for key, name, floor in VS_BARE_TARGETS:
+            value = entry["ratios"][key]
+            add(
+                f"{name}, {entry['server']}",
+                f">= {floor:g}x",
+                value if value is not None else "-",
+                value is not None and value >= floor,
+            )
     return out
 
 
@@ -308,6 +332,8 @@ def tables(results: dict[str, Any]) -> str:
             + "\n"
             + ratio_lines
         )
+    if "vsbare" in scenarios:
+        parts.append(_vs_bare_table(scenarios["vsbare"]))
     judged = "" if not results["meta"]["quick"] else " (a quick run is too small to judge them)"
     parts.append(
         f"Targets{judged}\n"
@@ -331,6 +357,63 @@ def tables(results: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def _vs_bare_table(s: dict[str, Any]) -> str:
+    """Table 6: bulkstop and the bare loop, per server, and the per-pair ratios."""
+    rows = []
+    ratio_lines = []
+    for entry in s["per_server"]:
+        for client in ("bulkstop", "bare"):
+            c = entry[client]
+            rows.append(
+                [
+                    entry["server"],
+                    c["label"],
+                    _f(c["span_stops_per_s"]),
+                    _f(c["span_s"], 2),
+                    _f(c["process_wall_s"], 2),
+                    _f(c["before_span_s"], 2),
+                    _f(c["after_span_s"], 2),
+                    _f(c["client_cpu_per_stop_span_us"]),
+                    _f(c["client_cpu_per_stop_us"]),
+                    _f(c["client_peak_rss_mb"]),
+                    f"{c['client_util']:.2f}/{c['mock_util']:.2f}/{c['others_util']:.2f}",
+                ]
+            )
+        r = entry["ratios"]
+        ratio_lines.append(
+            f"  {entry['server']}: span stops/s bulkstop÷bare {_x(r['span_stops_per_s'])}; "
+            f"wall bare÷bulkstop {_x(r['process_wall_s'])}; CPU/stop in span bare÷bulkstop "
+            f"{_x(r['client_cpu_per_stop_span_us'])}, whole process "
+            f"{_x(r['client_cpu_per_stop_us'])}"
+        )
+    return (
+        f"6. vs bare loop ({s['servers']:,} servers in one project, c={s['concurrency']}, "
+        f"{s['loop']} loop, 20 ms; medians of {s['pairs']} interleaved pairs)\n"
+        + render(
+            [
+                "server",
+                "client",
+                "span stops/s",
+                "span s",
+                "wall s",
+                "before s",
+                "after s",
+                "cpu µs/stop span",
+                "proc µs/stop",
+                "RSS MB",
+                "cores c/m/oth",
+            ],
+            rows,
+        )
+        + "\n"
+        + "\n".join(ratio_lines)
+    )
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -350,6 +433,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"re-runs of a measurement a neighbour disturbed [{DEFAULT_RETRIES}; 0 quick]",
     )
     parser.add_argument("--levels", help="throughput concurrency levels, comma-separated")
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop of bulkstop and of the bare loop [auto: uvloop when installed]",
+    )
     parser.add_argument("--json", type=Path, help="results file [benchmarks/results/latest.json]")
     return parser.parse_args(argv)
 
@@ -398,8 +487,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir=Path(workdir),
             spawner=spawner,
             log=log,
+            loop=resolve_loop(args.loop),
         )
         results["meta"]["repeats"] = settings.repeats
+        results["meta"]["loop"] = settings.loop
         for name in names:
             results["scenarios"][name] = SCENARIOS[name](settings)
     results["meta"]["duration_s"] = round(time.monotonic() - began, 1)

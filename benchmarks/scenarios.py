@@ -10,10 +10,13 @@ a number from one moment is not comparable with one from another.
 3. :func:`throttling` — a mock that throttles below the client's rate (429 + Retry-After).
 4. :func:`scale` — 100,000 servers over 20 projects: expansion, total time, memory.
 5. :func:`peers` — openstacksdk sequential, openstacksdk with 32 threads, bulkstop.
+6. :func:`vs_bare` — bulkstop against the bare aiohttp loop on the mock *and* on the minimal
+   Nova of :mod:`benchmarks.nova`: stops/s over the span, wall time, time outside the span, CPU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -75,6 +78,12 @@ QUICK_PEERS: Final = {"servers": 300, "sequential": 20, "sequential_limit": 5.0}
 PEER_THREADS: Final = 32
 PEER_CONCURRENCY: Final = (32, 256)
 
+#: vs bare loop: one project, servers, concurrency, and at least this many interleaved pairs.
+VS_BARE: Final = {"servers": 10_000, "concurrency": 256, "pairs": 5}
+QUICK_VS_BARE: Final = {"servers": 300, "concurrency": 32, "pairs": 1}
+#: The servers it runs against: (name, module run as ``python -m``).
+VS_BARE_SERVERS: Final = (("mock", "bulkstop.mockcloud"), ("minimal nova", "benchmarks.nova"))
+
 #: Targets of the issue.
 TARGET_CONCURRENCY: Final = 256
 TARGET_STOPS_PER_S: Final = 2_000.0
@@ -95,6 +104,8 @@ class Settings:
     workdir: Path
     spawner: Spawner
     log: Callable[[str], None]
+    #: Event loop of bulkstop and of the bare loop beside it: "asyncio" or "uvloop".
+    loop: str = "asyncio"
 
     def measure(self, mock: MockProcess, launch: Launch) -> Measured:
         """One measured run of ``launch`` against ``mock``."""
@@ -198,6 +209,7 @@ def throughput(settings: Settings) -> dict[str, Any]:
                         projects=fleet.project_ids,
                         concurrency=concurrency,
                         rate=0,
+                        loop=settings.loop,
                     ),
                     partial(
                         peer_launch,
@@ -207,6 +219,7 @@ def throughput(settings: Settings) -> dict[str, Any]:
                         targets=targets,
                         concurrency=concurrency,
                         label="bare-aiohttp",
+                        loop=settings.loop,
                     ),
                 ],
             )
@@ -262,6 +275,7 @@ def rate_fidelity(settings: Settings) -> dict[str, Any]:
                     projects=fleet.project_ids,
                     concurrency=RATE_CONCURRENCY,
                     rate=rate,
+                    loop=settings.loop,
                 ),
             )
         checks.append(all_accepted(f"rate {rate:g}", run.result, fleet.size))
@@ -334,6 +348,7 @@ def throttling(settings: Settings) -> dict[str, Any]:
                 projects=fleet.project_ids,
                 concurrency=STORM_CONCURRENCY,
                 rate=rate,
+                loop=settings.loop,
             ),
         )
     first = min(r.wall for r in run.journal if r.kind in (KIND_LIST, KIND_ACTION))
@@ -387,6 +402,7 @@ def scale(settings: Settings) -> dict[str, Any]:
             projects=fleet.project_ids,
             concurrency=concurrency,
             rate=0,
+            loop=settings.loop,
         )
         dry = settings.measure(mock, launch(dry_run=True, label="bulkstop --dry-run"))
         real = settings.measure(mock, launch())
@@ -467,6 +483,7 @@ def peers(settings: Settings) -> dict[str, Any]:
                     concurrency=c,
                     rate=0,
                     label=f"bulkstop c={c}",
+                    loop=settings.loop,
                 )
                 for c in PEER_CONCURRENCY
             ),
@@ -500,10 +517,112 @@ def peers(settings: Settings) -> dict[str, Any]:
     }
 
 
+# -- 6. vs bare loop --------------------------------------------------------------------------
+
+
+def vs_bare(settings: Settings) -> dict[str, Any]:
+    """bulkstop (the CLI) against the bare aiohttp loop, on our mock and on the minimal Nova.
+
+    Each pair runs back to back on the same server (reset in between), the order alternating;
+    every ratio is the median of the per-pair ratios.
+    """
+    spec = QUICK_VS_BARE if settings.quick else VS_BARE
+    servers, concurrency = spec["servers"], spec["concurrency"]
+    pairs = max(settings.repeats, spec["pairs"])
+    fleet = write_fleet(settings.workdir, servers=servers, projects=1)
+    pid = fleet.project_ids[0]
+    per_server = []
+    checks = []
+    for name, module in VS_BARE_SERVERS:
+        settings.log(f"vs bare loop: {name}, {servers} servers, c={concurrency}, {pairs} pairs")
+        with MockProcess(mock_args(fleet), module=module) as server:
+            engine, floor = paired(
+                dataclasses.replace(settings, repeats=pairs),
+                server,
+                [
+                    partial(
+                        bulkstop_launch,
+                        server,
+                        settings.workdir,
+                        projects=[pid],
+                        concurrency=concurrency,
+                        rate=0,
+                        loop=settings.loop,
+                    ),
+                    partial(
+                        peer_launch,
+                        server,
+                        settings.workdir,
+                        module="benchmarks.bare",
+                        targets={pid: list(fleet.by_project[pid])},
+                        concurrency=concurrency,
+                        label="bare-aiohttp",
+                        loop=settings.loop,
+                    ),
+                ],
+            )
+        checks += [
+            all_accepted(f"vs bare, {name}: {m.result.label}", m.result, servers)
+            for m in engine + floor
+        ]
+        per_server.append(
+            {
+                "server": name,
+                "module": module,
+                "bulkstop": median_of([m.result for m in engine]),
+                "bare": median_of([m.result for m in floor]),
+                "ratios": {
+                    key: _pair_ratio(engine, floor, key, invert=invert)
+                    for key, invert in VS_BARE_RATIOS
+                },
+                "runs": [m.result.as_dict() for m in engine + floor],
+            }
+        )
+    return {
+        "mock": {"latency_s": LATENCY, "rate_limit": None, "projects": 1},
+        "servers": servers,
+        "concurrency": concurrency,
+        "pairs": pairs,
+        "loop": settings.loop,
+        "client": f"bulkstop stop --all --rate 0 --concurrency {concurrency} (CLI, own process)",
+        "floor": "benchmarks.bare: one token, one aiohttp session, C workers, same requests",
+        "definition": "span = first to last os-stop arrival at the server; before = spawn to "
+        "first arrival; after = last arrival to exit; ratios are bulkstop/bare for rates and "
+        "bare/bulkstop for times and CPU (above 1 = bulkstop better), medians of per-pair ratios",
+        "per_server": per_server,
+        "runs": [run for entry in per_server for run in entry["runs"]],
+        "checks": checks,
+    }
+
+
+#: The figures vs_bare compares pair by pair; True: smaller is better (ratio bare/bulkstop).
+VS_BARE_RATIOS: Final = (
+    ("span_stops_per_s", False),
+    ("process_wall_s", True),
+    ("client_cpu_per_stop_span_us", True),
+    ("client_cpu_per_stop_us", True),
+)
+
+
+def _pair_ratio(
+    numerators: Sequence[Measured], denominators: Sequence[Measured], key: str, *, invert: bool
+) -> float | None:
+    """Median over pairs of ``key`` bulkstop/bare (bare/bulkstop when ``invert``)."""
+    ratios = []
+    for a, b in zip(numerators, denominators, strict=True):
+        x, y = a.result.as_dict()[key], b.result.as_dict()[key]
+        if invert:
+            x, y = y, x
+        if x is not None and y:
+            ratios.append(x / y)
+    return round(statistics.median(ratios), 3) if ratios else None
+
+
 SCENARIOS: Final[dict[str, Callable[[Settings], dict[str, Any]]]] = {
     "throughput": throughput,
     "rate": rate_fidelity,
     "throttling": throttling,
     "scale": scale,
     "peers": peers,
+    "vsbare": vs_bare,
 }

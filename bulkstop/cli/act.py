@@ -19,7 +19,7 @@ from bulkstop import api
 from bulkstop.api import RunResult
 from bulkstop.arguments import SELECTION_PARAMS
 from bulkstop.cli import log
-from bulkstop.cli.console import fail, run_async
+from bulkstop.cli.console import cli_words, fail, run_async
 from bulkstop.cli.log import JsonProgress
 from bulkstop.cli.options import action_options, default_report_path, refuse_selection
 from bulkstop.cli.progress import Progress, shown
@@ -179,7 +179,7 @@ def _print_summary(result: RunResult, verb: str) -> None:
             hint=hint,
         )
         return
-    click.echo(result.summary, err=True)
+    click.echo(cli_words(result.summary), err=True)
     if result.report_path not in (None, "-"):
         click.echo(f"report: {result.report_path}", err=True)
     if hint:

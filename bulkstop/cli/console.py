@@ -7,9 +7,11 @@ something the cloud or the input did.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import os
+import re
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final, NoReturn, TypeVar
 
 import anyio
@@ -26,11 +28,60 @@ T = TypeVar("T")
 #: flight and the plan, and takes 35-50 % of a run's CPU (benchmarks/README.md). Cyclic garbage
 #: waits a little longer; nothing else changes.
 GC_THRESHOLDS: Final = (10_000, 10, 10)
+#: Environment variable naming the event loop: ``asyncio`` or ``uvloop``; unset (or anything
+#: else): uvloop when it is installed (the ``fast`` extra), else asyncio's own loop.
+LOOP_ENV: Final = "BULKSTOP_LOOP"
+
+
+def use_uvloop() -> bool:
+    """Whether commands run on uvloop: installed, and not turned off by ``BULKSTOP_LOOP``.
+
+    uvloop spends less CPU per request than asyncio's loop (benchmarks/README.md); asyncio's
+    loop stays supported (``BULKSTOP_LOOP=asyncio``) for platforms or debugging without it.
+    """
+    if os.environ.get(LOOP_ENV, "").strip().lower() == "asyncio":
+        return False
+    return importlib.util.find_spec("uvloop") is not None
+
+
+#: The option that sets each library parameter a message may name. The library speaks of
+#: parameters (written `name` in its messages); the CLI shows the flag instead.
+PARAMETER_FLAGS: Final[Mapping[str, str]] = {
+    "tags": "--tag",
+    "any_tags": "--any-tag",
+    "ids": "--ids-file",
+    "select_all": "--all",
+    "only": "--only",
+    "projects": "--project",
+    "all_projects": "--all-projects",
+    "os_cloud": "--os-cloud",
+    "endpoint": "--endpoint",
+    "region_name": "--region",
+    "max_servers": "--max-servers",
+    "max_percent": "--max-percent",
+    "max_errors": "--max-errors",
+    "deadline": "--deadline",
+    "dry_run": "--dry-run",
+    "report": "--report",
+    "journal": "--journal",
+    "resume": "--resume",
+    "plan_max_age": "--plan-max-age",
+    "wait": "--wait",
+    "wait_timeout": "--wait-timeout",
+    "rate": "--rate",
+    "concurrency": "--concurrency",
+}
+_PARAMETER: Final = re.compile(r"`([a-z_]+)`")
+
+
+def cli_words(text: str) -> str:
+    """A library message as the CLI says it: each `parameter` becomes its ``--flag``."""
+    return _PARAMETER.sub(lambda m: PARAMETER_FLAGS.get(m.group(1), m.group(0)), text)
 
 
 def message_of(error: BulkstopError) -> str:
     """An error as the command line tells it (a parameter named by its flag)."""
-    return error.naming(flag_of) if isinstance(error, ParameterError) else str(error)
+    return cli_words(error.naming(flag_of) if isinstance(error, ParameterError) else str(error))
 
 
 def fail(error: BulkstopError) -> NoReturn:
@@ -54,7 +105,7 @@ def run_async(
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
-        return anyio.run(main)
+        return anyio.run(main, backend_options={"use_uvloop": use_uvloop()})
     except BulkstopError as exc:
         fail(exc)
     except KeyboardInterrupt:

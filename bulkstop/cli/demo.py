@@ -20,7 +20,7 @@ import click
 
 from bulkstop import api
 from bulkstop.api import RunResult
-from bulkstop.cli.console import run_async
+from bulkstop.cli.console import cli_words, run_async
 from bulkstop.cli.progress import Progress, shown
 from bulkstop.cloud.auth import AuthSettings
 from bulkstop.mockcloud import Faults, MockCloud, MockConfig
@@ -112,7 +112,7 @@ def demo(
         handle_signals=True,
     )
     result = run_async(functools.partial(_demo, config, demo_run, tag=tag, progress=progress))
-    click.echo(result.summary, err=True)
+    click.echo(cli_words(result.summary), err=True)
     if report_path != "-":
         click.echo(f"report: {report_path}", err=True)
 

@@ -12,7 +12,7 @@ from typing import Final
 import click
 
 from bulkstop.cli import log
-from bulkstop.cli.console import fail
+from bulkstop.cli.console import cli_words, fail
 from bulkstop.cli.log import log_format_option
 from bulkstop.errors import BulkstopError, InputError
 from bulkstop.record.journal import SCHEMA as JOURNAL_SCHEMA
@@ -75,7 +75,7 @@ def report(path: str, fmt: str, plot_path: str | None) -> None:
             plot_run(read_report(path), plot_path, source=path)
     except BulkstopError as exc:
         fail(exc)
-    click.echo(text, nl=False)
+    click.echo(cli_words(text) if fmt == "table" else text, nl=False)
     if plot_path is not None:
         log.say("plot", f"plot: {plot_path}", path=plot_path)
 

@@ -19,12 +19,17 @@ Three layers:
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.metadata
+import importlib.util
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -79,14 +84,14 @@ _SCOPE_OPTIONS: Final = frozenset(
 #: A catalog compute URL of the v2 API (``/v2`` or ``/v2/{project_id}``, Huawei's IAM).
 _COMPUTE_V2: Final = re.compile(r"/v2(/[^/]+)?/?$")
 _HOW_TO_CONFIGURE: Final = (
-    "set OS_CLOUD (or pass --os-cloud) to name a clouds.yaml entry, or set OS_AUTH_URL, "
+    "set OS_CLOUD (or pass `os_cloud`) to name a clouds.yaml entry, or set OS_AUTH_URL, "
     "OS_USERNAME, OS_PASSWORD, OS_USER_DOMAIN_NAME and OS_PROJECT_ID (or "
     "OS_APPLICATION_CREDENTIAL_ID and OS_APPLICATION_CREDENTIAL_SECRET with "
     "OS_AUTH_TYPE=v3applicationcredential)"
 )
 _NOT_SCOPED: Final = (
     "the credentials are not scoped to a project: set OS_PROJECT_ID (or OS_PROJECT_NAME with "
-    "OS_PROJECT_DOMAIN_NAME), add a project to the clouds.yaml entry, or pass --project"
+    "OS_PROJECT_DOMAIN_NAME), add a project to the clouds.yaml entry, or pass `projects`"
 )
 
 
@@ -111,7 +116,7 @@ class AuthSettings:
 
     def __post_init__(self) -> None:
         if self.all_projects and self.projects:
-            raise UsageError("--all-projects and --project exclude each other")
+            raise UsageError("`all_projects` and `projects` exclude each other")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +146,32 @@ class TlsSettings:
 
     verify: bool | str = True
     cert: str | tuple[str, str] | None = None
+
+
+@functools.cache
+def config_loader() -> tuple[ModuleType, ModuleType]:
+    """openstacksdk's ``openstack.config`` and ``openstack.exceptions``, without the rest of it.
+
+    ``import openstack.config`` first runs ``openstack/__init__.py``, which imports the whole
+    SDK (``openstack.connection`` and every service proxy: ~460 modules, the largest single part
+    of a run's start-up, benchmarks/README.md); the loader needs ~17 of them. Unless the SDK is
+    loaded already, the package is put in place for this import without running its
+    ``__init__``, and taken out of ``sys.modules`` again with everything imported under it: a
+    later ``import openstack`` (the SDK used beside bulkstop) gets the whole, real package.
+    Called on first use (not at import: ``--help`` need not pay even this).
+    """
+    names = ("openstack.config", "openstack.exceptions")
+    spec = importlib.util.find_spec("openstack")
+    if "openstack" in sys.modules or spec is None or spec.submodule_search_locations is None:
+        config, exceptions = (importlib.import_module(name) for name in names)
+        return config, exceptions
+    sys.modules["openstack"] = importlib.util.module_from_spec(spec)
+    try:
+        config, exceptions = (importlib.import_module(name) for name in names)
+    finally:
+        for name in [n for n in sys.modules if n == "openstack" or n.startswith("openstack.")]:
+            del sys.modules[name]
+    return config, exceptions
 
 
 def projects_in_scope(settings: AuthSettings, own_project_id: str | None) -> list[str]:
@@ -192,9 +223,7 @@ class Keystone:
         Raises ConfigError when the configuration is missing, incomplete or names an unknown
         cloud or auth type.
         """
-        # Imported here: openstack.config takes ~0.3 s to import, which `--help` need not pay.
-        from openstack import config as os_config
-        from openstack import exceptions as os_exc
+        os_config, os_exc = config_loader()
 
         overrides: dict[str, Any] = {
             key: value
@@ -305,7 +334,7 @@ class Keystone:
             region = f", region {self._region_name}" if self._region_name else ""
             raise AuthError(
                 f"Keystone's catalog for project {project_id} has no compute endpoint "
-                f"(interface {self._interface}{region}); pass --endpoint to name it"
+                f"(interface {self._interface}{region}); pass `endpoint` to name it"
             )
         if _COMPUTE_V2.search(urlsplit(found).path):
             return self._upgraded(plugin, access, found)
@@ -329,7 +358,7 @@ class Keystone:
         if not url or _COMPUTE_V2.search(urlsplit(url).path):
             raise AuthError(
                 f"the catalog's compute URL {found} is the v2 API, and version discovery found "
-                "no v2.1 beside it; pass --endpoint with the v2.1 URL"
+                "no v2.1 beside it; pass `endpoint` with the v2.1 URL"
             )
         return str(url).rstrip("/")
 

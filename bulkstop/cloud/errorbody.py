@@ -1,6 +1,7 @@
 """Readable errors out of whatever body a cloud, a gateway or a proxy answered with.
 
-Pure functions, no I/O; none of them raises on any input. The body shapes they know (see
+Pure functions, no I/O; none of them raises on any input. They read; what an answer *means*
+(throttle? conflict?) is decided in :mod:`bulkstop.cloud.verdict`. The body shapes they know (see
 ``docs/cloud-api.md`` in the shared docs):
 
 * Nova: one top-level key named after the fault,
@@ -35,8 +36,6 @@ MAX_MESSAGE_CHARS: Final = 200
 MAX_SCAN_BYTES: Final = 64 * 1024
 #: Fault code of Nova's throttling answer (413 on old clouds, 429 on newer ones).
 OVER_LIMIT: Final = "overLimit"
-#: Huawei API gateway codes for "throttling threshold reached".
-GATEWAY_THROTTLE_CODES: Final = frozenset({"APIG.0308", "APIGW.0308"})
 
 _WHITESPACE: Final = re.compile(r"\s+")
 _HTML_TITLE: Final = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
@@ -102,17 +101,6 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     if when.tzinfo is None:  # "-0000" dates come back naive; HTTP dates are always GMT.
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
-
-
-def is_throttle(status: int | None, error: ErrorInfo | None) -> bool:
-    """True when the answer means "slow down": 429, 413 ``overLimit`` or a gateway throttle code."""
-    if status == http.HTTPStatus.TOO_MANY_REQUESTS:
-        return True
-    if error is None:
-        return False
-    if status == http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE and error.code == OVER_LIMIT:
-        return True
-    return error.code in GATEWAY_THROTTLE_CODES
 
 
 def shorten(text: str) -> str:

@@ -33,7 +33,13 @@ from typing import Any, Final
 
 from bulkstop.cloud import aksk
 from bulkstop.cloud.aksk import AkSkCredentials
-from bulkstop.cloud.auth import AuthSettings, ProjectAccess, TlsSettings, projects_in_scope
+from bulkstop.cloud.auth import (
+    AuthSettings,
+    ProjectAccess,
+    TlsSettings,
+    config_loader,
+    projects_in_scope,
+)
 from bulkstop.errors import AuthError, ConfigError
 from bulkstop.identifiers import validate_project_id
 from bulkstop.models import ErrorInfo
@@ -135,9 +141,7 @@ def _text(values: Mapping[str, Any], key: str) -> str | None:
 
 def _from_clouds_yaml(cloud: str) -> tuple[str, dict[str, Any]] | None:
     """The AK/SK values of a clouds.yaml entry, ``None`` if it is not an AK/SK entry."""
-    # Imported here: openstack.config takes ~0.3 s to import, which `--help` need not pay.
-    from openstack import config as os_config
-    from openstack import exceptions as os_exc
+    os_config, os_exc = config_loader()
 
     try:
         # validate=False: keystoneauth knows no "aksk" plugin; the entry is read, not loaded.
@@ -163,7 +167,9 @@ def expand(template: str, *, project_id: str, region: str | None, service: str =
     url = url.replace("{service}", service)
     if "{region}" in url:
         if not region:
-            raise ConfigError("no region is configured: set region_name or pass --region")
+            raise ConfigError(
+                "no region is configured: set region_name in clouds.yaml or pass `region_name`"
+            )
         url = url.replace("{region}", region)
     return url.rstrip("/")
 

@@ -15,12 +15,12 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
+from bulkstop.cloud.verdict import MAX_RETRY_AFTER
+
 #: First backoff step, in seconds.
 DEFAULT_BACKOFF_BASE: Final = 0.5
 #: No single backoff wait is longer than this.
 DEFAULT_BACKOFF_CAP: Final = 30.0
-#: A ``Retry-After`` longer than this is clamped: a gateway asking for an hour is misconfigured.
-MAX_RETRY_AFTER: Final = 300.0
 #: Total seconds one server may spend waiting on throttles before it is reported ``failed``.
 DEFAULT_MAX_THROTTLE_WAIT: Final = 900.0
 

@@ -3,18 +3,19 @@
 :class:`Gate` is the only path from the engine to the :class:`~.cloud.base.ComputeAPI`: listing
 pages, reads, actions and polls all go through :meth:`Gate.call`, so every request counts against
 its project's ``--rate`` and the global ``--concurrency`` bound, and every request gets the same
-retry rules:
+retry rules. What an answer *means* is :func:`bulkstop.cloud.verdict.judge`'s to say; the gate
+acts on the verdict's kind:
 
 =====================================  ======================================================
-answer                                 what happens
+verdict                                what happens
 =====================================  ======================================================
-2xx                                    returned
-429, 413 overLimit, APIG(W).0308       budget hold + slow-down, wait ``Retry-After`` (or back
+ACCEPTED                               returned
+THROTTLED (429, 413 overLimit, ...)    budget hold + slow-down, wait ``delay`` (or back
                                        off), retry; not an attempt failure; bounded by
                                        ``max_throttle_wait`` in total
-5xx, no answer (reset, timeout)        exponential backoff with jitter, up to ``max_attempts``
-401                                    renew the project's token, retry once
-anything else (400, 403, 404, 409..)   returned: the caller decides what it means
+TRANSIENT (5xx, no answer)             exponential backoff with jitter, up to ``max_attempts``
+AUTH_EXPIRED (401)                     renew the project's token, retry once
+anything else                          returned with its verdict: the caller acts on it
 =====================================  ======================================================
 """
 
@@ -29,7 +30,7 @@ from typing import Final, Protocol
 import anyio
 
 from bulkstop.cloud.base import ComputeAPI
-from bulkstop.cloud.errorbody import is_throttle
+from bulkstop.cloud.verdict import Kind, Verdict, judge
 from bulkstop.execute.backoff import DEFAULT_MAX_THROTTLE_WAIT, Backoff, throttle_delay
 from bulkstop.execute.budget import Clock, ProjectBudget, Sleep
 from bulkstop.models import Reply
@@ -41,8 +42,8 @@ Request = Callable[[], Awaitable[Reply]]
 
 
 class AnswerHook(Protocol):
-    """Told of every answer: the project, whether it was a throttle, and the hold (seconds of
-    ``Retry-After``) it put on the project (``Observer.answered``)."""
+    """Told of every answer: the project, whether it was a throttle, and the hold (seconds,
+    the verdict's clamped ``Retry-After``) it put on the project (``Observer.answered``)."""
 
     def __call__(self, scope: str, *, throttled: bool, hold: float | None) -> None: ...
 
@@ -61,6 +62,8 @@ class CallResult:
     """The final answer to one logical request, and what it took to get it."""
 
     reply: Reply
+    #: What the reply means.
+    verdict: Verdict
     #: HTTP requests sent for it (retries and the retry after a token renewal included).
     attempts: int
     #: ``time.monotonic()`` when the first request was sent.
@@ -76,11 +79,6 @@ class NotAdmitted(Exception):
 
     Never leaves the engine (it turns the server into ``not_attempted``).
     """
-
-
-def is_transient(reply: Reply) -> bool:
-    """No answer, or a 5xx: worth another attempt."""
-    return reply.status is None or reply.status >= 500
 
 
 class Gate:
@@ -134,22 +132,28 @@ class Gate:
             # From the first request on the wire: waiting for a slot or a turn is not its time.
             started = started if attempts else sent_at
             attempts += 1
-            throttled = not reply.ok and is_throttle(reply.status, reply.error)
+            verdict = judge(reply)
             if self._on_answer is not None:
-                hold = reply.retry_after if throttled else None
+                throttled = verdict.kind is Kind.THROTTLED
+                hold = verdict.delay if throttled else None
                 self._on_answer(project_id, throttled=throttled, hold=hold)
-            if reply.ok:
+            if verdict.kind is Kind.ACCEPTED:
                 budget.succeeded()
                 return CallResult(
-                    reply=reply, attempts=attempts, started=started, uncertain=uncertain
+                    reply=reply,
+                    verdict=verdict,
+                    attempts=attempts,
+                    started=started,
+                    uncertain=uncertain,
                 )
-            if throttled:
-                budget.throttled(reply.retry_after)
+            if verdict.kind is Kind.THROTTLED:
+                budget.throttled(verdict.delay)
                 throttles += 1
-                wait = throttle_delay(reply.retry_after, throttles, self.policy.backoff, self._rng)
+                wait = throttle_delay(verdict.delay, throttles, self.policy.backoff, self._rng)
                 if throttle_waited + wait > self.policy.max_throttle_wait:
                     return CallResult(
                         reply=reply,
+                        verdict=verdict,
                         attempts=attempts,
                         started=started,
                         uncertain=uncertain,
@@ -158,14 +162,18 @@ class Gate:
                 throttle_waited += wait
                 await self._sleep(wait)
                 continue
-            if reply.status == 401 and not renewed:
+            if verdict.kind is Kind.AUTH_EXPIRED and not renewed:
                 # Tokens can be revoked or expire early; one fresh token, one more try.
                 await self.compute.renew_auth(project_id)
                 renewed = True
                 continue
-            if not is_transient(reply):
+            if verdict.kind is not Kind.TRANSIENT:
                 return CallResult(
-                    reply=reply, attempts=attempts, started=started, uncertain=uncertain
+                    reply=reply,
+                    verdict=verdict,
+                    attempts=attempts,
+                    started=started,
+                    uncertain=uncertain,
                 )
             # No answer, or a gateway/server error: the request may have been carried out.
             uncertain = True
@@ -173,12 +181,13 @@ class Gate:
             if failures >= self.policy.max_attempts:
                 return CallResult(
                     reply=reply,
+                    verdict=verdict,
                     attempts=attempts,
                     started=started,
                     uncertain=uncertain,
                     gave_up=f"gave up after {failures} failed attempts",
                 )
-            wait = reply.retry_after if reply.retry_after else 0.0
+            wait = verdict.delay or 0.0
             await self._sleep(max(wait, self.policy.backoff.delay(failures, self._rng)))
 
     async def _send(

@@ -166,7 +166,7 @@ def check_caps(
     """
     if rails.max_servers is not None and len(sends) > rails.max_servers:
         raise RefusedError(
-            f"max-servers: {len(sends)} servers would be {past}, more than --max-servers "
+            f"max-servers: {len(sends)} servers would be {past}, more than `max_servers` "
             f"{rails.max_servers}"
         )
     if rails.max_percent is None:
@@ -180,5 +180,5 @@ def check_caps(
             share = 100 * count / max(total, count)
             raise RefusedError(
                 f"max-percent: project {project}: {count} of its {total} servers "
-                f"({share:.1f}%) would be {past}, more than --max-percent {rails.max_percent:g}"
+                f"({share:.1f}%) would be {past}, more than `max_percent` {rails.max_percent:g}"
             )

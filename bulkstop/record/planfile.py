@@ -50,7 +50,7 @@ def load_plan(path: str, *, max_age: timedelta, now: datetime) -> FrozenPlan:
     report = Report.from_dict(data, source=path)
     stored = data.get("plan", {}).get("digest") if isinstance(data.get("plan"), dict) else None
     if not report.dry_run or not isinstance(stored, str):
-        raise InputError("not a plan: write one with --dry-run --report PLAN", source=path)
+        raise InputError("not a plan: write one with `dry_run` and `report`", source=path)
     if stored != report.plan_digest:
         raise RefusedError(f"{path}: the plan was edited (digest mismatch); nothing was sent")
     if report.halted_by is not None:
@@ -62,7 +62,7 @@ def load_plan(path: str, *, max_age: timedelta, now: datetime) -> FrozenPlan:
     if age > max_age:
         raise RefusedError(
             f"{path}: the plan was made {format_time(report.finished_at)}, longer ago than "
-            f"--plan-max-age {max_age}; make a new one; nothing was sent"
+            f"`plan_max_age` {max_age}; make a new one; nothing was sent"
         )
     selector = report.selector
     planned = [s for s in report.servers if s.outcome is Outcome.PLANNED]

@@ -27,7 +27,7 @@ PANELS: Final = (
     "cumulative outcomes",
     "throttle answers per second, per project (shaded: holds)",
 )
-MISSING: Final = "--plot needs matplotlib: pip install 'bulkstop[plot]'"
+MISSING: Final = "drawing a run needs matplotlib: pip install 'bulkstop[plot]'"
 
 
 def plot_run(report: Report, path: str, *, source: str = "report") -> tuple[str, ...]:
@@ -109,7 +109,7 @@ def _draw_calls(ax: Any, projects: Mapping[str, Any], axis: Axis, rate: Any) -> 
         counts = axis.per_second(data.get("calls", {}))
         ax.plot(axis.starts, counts, drawstyle="steps-post", label=pid, alpha=0.8)
     if rate:
-        ax.axhline(rate, color="red", linestyle="--", label=f"--rate {rate} (per project)")
+        ax.axhline(rate, color="red", linestyle="--", label=f"rate {rate}/s (per project)")
 
 
 def _draw_outcomes(ax: Any, projects: Mapping[str, Any], axis: Axis, report: Report) -> None:

@@ -137,7 +137,7 @@ def read_ids(
     else:
         records = _read_text(lines)
     if only is not None and not is_report:
-        raise UsageError(f"--only needs a bulkstop report; {source} is not one")
+        raise UsageError(f"`only` needs a bulkstop report; {source} is not one")
     if not records:
         raise InputError("no server ids in file", source=source)
     entries = (
@@ -154,7 +154,7 @@ def _check_only(only: frozenset[str] | None) -> None:
     unknown = sorted(only.difference(_OUTCOME_NAMES))
     if unknown or not only:
         problem = f"unknown outcome(s) {', '.join(unknown)}" if unknown else "no outcome given"
-        raise UsageError(f"--only: {problem}; valid outcomes: {', '.join(_OUTCOME_NAMES)}")
+        raise UsageError(f"`only`: {problem}; valid outcomes: {', '.join(_OUTCOME_NAMES)}")
 
 
 def _decode(source: str, data: bytes) -> str:

@@ -47,11 +47,11 @@ class Selector:
     def __post_init__(self) -> None:
         if not (self.tags or self.any_tags or self.ids is not None or self.select_all):
             raise UsageError(
-                "nothing selected: give --tag, --any-tag or --ids-file, "
-                "or --all to act on every server in scope"
+                "nothing selected: give `tags`, `any_tags` or `ids`, "
+                "or `select_all` to act on every server in scope"
             )
         if self.select_all and (self.tags or self.any_tags or self.ids is not None):
-            raise UsageError("--all cannot be combined with --tag, --any-tag or --ids-file")
+            raise UsageError("`select_all` cannot be combined with `tags`, `any_tags` or `ids`")
 
     @property
     def guard_tags(self) -> frozenset[str]:

@@ -49,7 +49,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_every_scenario_ran_and_every_sanity_check_passed(results: dict[str, Any]) -> None:
     scenarios = results["scenarios"]
-    assert set(scenarios) == {"throughput", "rate", "throttling", "scale", "peers"}
+    assert set(scenarios) == {"throughput", "rate", "throttling", "scale", "peers", "vsbare"}
     failed = [c for s in scenarios.values() for c in s["checks"] if not c["ok"]]
     assert failed == []
     assert results["meta"]["quick"] is True
@@ -106,3 +106,20 @@ def test_peers_all_stop_servers_and_ratios_are_computed(results: dict[str, Any])
     assert all(c["stops"] > 0 for c in peers["clients"])
     assert all(ratio > 0 for ratio in peers["ratios"].values())
     assert {t["target"] for t in results["targets"]} >= {"bulkstop c=256 vs sequential"}
+
+
+def test_vs_bare_runs_both_clients_against_both_servers(results: dict[str, Any]) -> None:
+    vsbare = results["scenarios"]["vsbare"]
+    assert [entry["server"] for entry in vsbare["per_server"]] == ["mock", "minimal nova"]
+    for entry in vsbare["per_server"]:
+        for client in ("bulkstop", "bare"):
+            figures = entry[client]
+            assert figures["stops"] == figures["servers_stopped"] == vsbare["servers"]
+            assert figures["span_stops_per_s"] > 0
+            # The span lies inside the process's life: start-up before it, exit after it.
+            assert figures["before_span_s"] > 0
+            assert figures["after_span_s"] > 0
+            assert figures["span_s"] < figures["process_wall_s"]
+        assert all(ratio is not None and ratio > 0 for ratio in entry["ratios"].values())
+    names = {t["target"] for t in results["targets"]}
+    assert "stops/s over the span vs bare loop, minimal nova" in names

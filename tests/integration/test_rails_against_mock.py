@@ -164,7 +164,9 @@ class TestCaps:
         mock = await serve(
             make_mock_cloud, fleet(*(server(f"s{i}") for i in range(5)), projects=RAILS_PROJECTS)
         )
-        with pytest.raises(RefusedError, match="5 servers would be stopped, more than --max-ser"):
+        with pytest.raises(
+            RefusedError, match="5 servers would be stopped, more than `max_servers` 4"
+        ):
             await stop(mock, rails=Rails(max_servers=4))
         assert no_action_sent(mock)
         # The same fleet at the cap is acted on: the refusal above was the cap's doing.

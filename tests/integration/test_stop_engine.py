@@ -148,8 +148,8 @@ OUTCOME_FLEET: Final = (
     ),
     (server("keep", tags=(TAG, "keep-on")), Outcome.EXCLUDED, "tag keep-on"),
     (server("protected", "p1", tags=(TAG, PROTECT_TAG)), Outcome.EXCLUDED, f"tag {PROTECT_TAG}"),
-    # Never scheduled: Nova answers 409 "is not ready", and the re-read shows it still active.
-    (server("not-ready", host=None), Outcome.FAILED, "conflict (409)"),
+    # Never scheduled: Nova answers 409 "is not ready"; no state will make it stoppable.
+    (server("not-ready", host=None), Outcome.SKIPPED, "not ready: never scheduled"),
     # Deleted by someone between the listing and the stop: a 404 at stop time.
     (server("vanishing", "p1"), Outcome.NOT_FOUND, "the cloud does not know it"),
 )

@@ -6,6 +6,8 @@ does); the real keystoneauth path against the mock cloud is in the integration t
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import anyio
@@ -418,3 +420,28 @@ class TestTranslate:
         except ks_exc.ConnectFailure as exc:
             error = _translate(exc, auth_url=self.URL, where="project p1")
         assert str(error) == f"cannot reach Keystone at {self.URL}: Connection refused"
+
+
+#: Run in a fresh interpreter: which openstack modules a configuration load leaves behind.
+_LOADER_PROBE = """
+import os, sys
+os.environ.update(OS_AUTH_URL="http://127.0.0.1:9/v3", OS_USERNAME="u", OS_PASSWORD="p",
+                  OS_PROJECT_ID="p1", OS_USER_DOMAIN_NAME="Default")
+os.environ["OS_CLIENT_CONFIG_FILE"] = os.devnull
+from bulkstop.cloud.auth import AuthSettings, Keystone
+keystone = Keystone.load(AuthSettings())
+print(keystone.auth_url, sorted(m for m in sys.modules if m.split(".")[0] == "openstack"))
+import openstack
+print(callable(getattr(openstack, "connect", None)))
+"""
+
+
+def test_config_loader_leaves_the_sdk_unimported_and_whole() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADER_PROBE], capture_output=True, text=True, check=True
+    )
+    loaded, real_package = done.stdout.splitlines()
+    # The configuration was read, and nothing of openstack stays in sys.modules...
+    assert loaded == "http://127.0.0.1:9/v3 []"
+    # ...so a later `import openstack` gets the real SDK, not the package bulkstop set up.
+    assert real_package == "True"

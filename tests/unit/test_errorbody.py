@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from bulkstop.cloud.errorbody import (
     MAX_MESSAGE_CHARS,
     ErrorBody,
-    is_throttle,
     parse_error,
     parse_error_body,
     parse_retry_after,
@@ -255,26 +254,3 @@ class TestRetryAfter:
     @given(seconds=st.integers(min_value=0, max_value=10**9))
     def test_integer_round_trip(self, seconds: int) -> None:
         assert parse_retry_after(str(seconds), now=self.NOW) == float(seconds)
-
-
-class TestIsThrottle:
-    """What counts as "slow down"."""
-
-    @pytest.mark.parametrize(
-        ("status", "code", "expected"),
-        [
-            (429, None, True),
-            (429, "HTTP 429", True),
-            (413, "overLimit", True),
-            (413, "HTTP 413", False),
-            (400, "APIG.0308", True),
-            (429, "APIGW.0308", True),
-            (403, "APIGW.0308", True),
-            (409, "conflictingRequest", False),
-            (None, None, False),
-            (503, "serviceUnavailable", False),
-        ],
-    )
-    def test_cases(self, status: int | None, code: str | None, expected: bool) -> None:
-        error = None if code is None else ErrorInfo(code=code, message="")
-        assert is_throttle(status, error) is expected

@@ -213,7 +213,7 @@ class TestReport:
         "text", [f"{A}\n", f"id\n{A}\n", json.dumps([A]), json.dumps({"servers": [A]})]
     )
     def test_only_needs_a_report(self, text: str) -> None:
-        with pytest.raises(UsageError, match="--only needs a bulkstop report") as caught:
+        with pytest.raises(UsageError, match="`only` needs a bulkstop report") as caught:
             read_ids("ids", text, only=frozenset({"failed"}))
         assert not isinstance(caught.value, InputError)
 

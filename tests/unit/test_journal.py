@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from bulkstop.errors import InputError, RefusedError, UsageError
 from bulkstop.execute.engine import Engine, Observer, Observers, Plan, RunOptions
-from bulkstop.models import INTERRUPTED, Action, Outcome, Reply, ServerResult
+from bulkstop.models import INTERRUPTED, Action, ErrorInfo, Outcome, Reply, ServerResult
 from bulkstop.plan.eligibility import PlanEntry
 from bulkstop.record import journal as journal_module
 from bulkstop.record.journal import SCHEMA, Journal, journal_path_for, read_journal
-from bulkstop.record.report import Report
+from bulkstop.record.report import Report, server_from_dict, server_to_dict
 from bulkstop.record.resume import adopt, journal_report, merge, resume_selector
 from bulkstop.runner import RunRequest, run
 from bulkstop.select.selector import PROTECT_TAG, Selector
@@ -197,7 +197,7 @@ class TestWriting:
         path.write_text("")
         fake = fleet()
         request = RunRequest(selector=NIGHTLY, options=FAST, journal_path=str(path))
-        with pytest.raises(UsageError, match="--resume"):
+        with pytest.raises(UsageError, match="`resume`"):
             await run(compute=fake, scopes=("p1",), request=request)
         assert stops(fake) == []
 
@@ -579,3 +579,29 @@ def _result_dict(result: ServerResult) -> dict[str, Any]:
     return Report(
         action="stop", dry_run=False, started_at=STARTED, finished_at=STARTED, servers=(result,)
     ).to_dict()["servers"][0]
+
+
+_texts = st.text(max_size=12)
+
+
+@given(
+    result=st.builds(
+        ServerResult,
+        id=_texts,
+        project_id=_texts,
+        name=_texts,
+        outcome=st.sampled_from(Outcome),
+        http_status=st.none() | st.integers(min_value=100, max_value=599),
+        attempts=st.integers(min_value=0, max_value=50),
+        error=st.none() | st.builds(ErrorInfo, code=_texts, message=_texts),
+        reason=st.none() | _texts,
+        request_id=st.none() | _texts,
+        elapsed=st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False),
+    )
+)
+def test_hand_formatted_outcome_record_is_what_the_encoder_writes(result: ServerResult) -> None:
+    expected = journal_module._dumps({"type": "outcome", **server_to_dict(result)})
+    assert journal_module.outcome_record(result) == expected
+    assert server_from_dict(json.loads(expected)) == dataclasses.replace(
+        result, elapsed=None if result.elapsed is None else round(result.elapsed, 4)
+    )

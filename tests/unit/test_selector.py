@@ -52,7 +52,7 @@ class TestMatching:
         assert Selector(select_all=True).matches(server)
 
     def test_an_empty_selector_is_refused(self) -> None:
-        with pytest.raises(UsageError, match="--all"):
+        with pytest.raises(UsageError, match="`select_all`"):
             Selector()
 
     def test_all_does_not_mix_with_criteria(self) -> None:

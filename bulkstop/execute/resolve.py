@@ -1,0 +1,284 @@
+"""Resolution: a selector becomes a :class:`Plan`, with reads only.
+
+:class:`Reader` reads servers through the gate (one GET each, or the paged listing);
+:class:`Resolver` turns a :class:`~bulkstop.select.selector.Selector` into a plan: it lists or
+reads each project in scope, refuses records without tags (the tag guard), re-checks every
+record against the selector, classifies each server (:func:`~bulkstop.plan.eligibility.classify`)
+and notes which listing page each server came from, so that ``wait`` can poll the cheaper way.
+Every failure to read is run-wide and raised before any action is sent.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Final
+
+import anyio
+
+from bulkstop.cloud.base import ComputeAPI
+from bulkstop.cloud.verdict import Kind, read_failure
+from bulkstop.errors import EndpointError, InputError, RefusedError, UnsafeCloudError
+from bulkstop.execute.gate import Gate
+from bulkstop.execute.taskgroup import first_run_error
+from bulkstop.models import ListQuery, Outcome, Server, ServerPage, ServerResult
+from bulkstop.plan.eligibility import ActionSpec, PlanEntry, classify
+from bulkstop.plan.rails import batches
+from bulkstop.select.selector import Selector
+from bulkstop.timespec import utc_now
+
+#: Records per listing page we ask for (clouds clamp it to their ``max_limit``).
+PAGE_LIMIT: Final = 1000
+#: Up to this many servers of a project are resolved one GET each; more are read by listing.
+GET_THRESHOLD: Final = 25
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """The resolved selection: every matched server once, with what will happen to it."""
+
+    entries: tuple[PlanEntry, ...]
+    #: IDs from an ID file the cloud does not know.
+    missing: tuple[ServerResult, ...] = ()
+    scopes: tuple[str, ...] = ()
+    #: Records the cloud returned while resolving.
+    listed: int = 0
+    #: Returned records that failed the client-side re-check (the cloud ignored a filter).
+    rechecked_out: int = 0
+    #: The listing query the servers were resolved with (status polls list with it too).
+    query: ListQuery = field(default_factory=lambda: ListQuery(limit=PAGE_LIMIT))
+    #: Server id → the 0-based page of its project's listing it came on (absent: read by GET).
+    pages: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def to_send(self) -> tuple[PlanEntry, ...]:
+        """The entries that will get a request."""
+        return tuple(e for e in self.entries if e.sends)
+
+
+class Reader:
+    """Reads servers through the gate: one GET each, or the project's paged listing."""
+
+    def __init__(self, *, compute: ComputeAPI, gate: Gate) -> None:
+        self.compute = compute
+        self.gate = gate
+
+    async def get_each(self, scope: str, ids: Collection[str]) -> dict[str, Server]:
+        """The records of ``ids`` in ``scope``, one GET each; unknown ids are left out.
+
+        Raises :class:`~bulkstop.errors.CloudAccessError` when a server cannot be read.
+        """
+        out: dict[str, Server] = {}
+
+        async def get(server_id: str) -> None:
+            res = await self.gate.call(scope, partial(self.compute.get_server, scope, server_id))
+            if res.verdict.kind is Kind.NOT_FOUND:
+                return
+            body = res.reply.body
+            if res.verdict.kind is not Kind.ACCEPTED or not isinstance(body, Server):
+                raise read_failure(scope, res.reply, what=f"read server {server_id}")
+            out[server_id] = body
+
+        with first_run_error():
+            async with anyio.create_task_group() as tg:
+                for server_id in sorted(ids):
+                    tg.start_soon(get, server_id)
+        return out
+
+    async def current(self, scope: str, server_id: str) -> Server | None:
+        """The server's record now, or None if it cannot be read (for a judgement, not a plan)."""
+        res = await self.gate.call(scope, partial(self.compute.get_server, scope, server_id))
+        body = res.reply.body
+        if res.verdict.kind is Kind.ACCEPTED and isinstance(body, Server):
+            return body
+        return None
+
+    async def listing(
+        self, scope: str, query: ListQuery, *, wanted: Collection[str] | None = None
+    ) -> list[tuple[int, Server]]:
+        """The project's listing as ``(page number, record)``, following every next link.
+
+        With ``wanted``, stops after the page on which the last of them was seen. Raises
+        CloudAccessError when a page cannot be read, EndpointError when next links loop.
+        """
+        out: list[tuple[int, Server]] = []
+        missing = None if wanted is None else set(wanted)
+        marker: str | None = None
+        followed: set[str] = set()
+        for number in itertools.count():
+            call = partial(self.compute.list_page, scope, query, marker)
+            res = await self.gate.call(scope, call)
+            page = res.reply.body
+            if res.verdict.kind is not Kind.ACCEPTED or not isinstance(page, ServerPage):
+                raise read_failure(scope, res.reply, what="list servers")
+            out.extend((number, s) for s in page.servers)
+            if missing is not None:
+                missing.difference_update(s.id for s in page.servers)
+                if not missing:
+                    break
+            if page.next_marker is None:
+                break
+            if page.next_marker in followed:
+                raise EndpointError(f"project {scope}: the listing's next links loop")
+            followed.add(page.next_marker)
+            marker = page.next_marker
+        return out
+
+
+class Resolver:
+    """Turns a selector into a plan for the projects in ``scopes``. Sends only reads."""
+
+    def __init__(self, *, reader: Reader, scopes: tuple[str, ...], spec: ActionSpec) -> None:
+        self.reader = reader
+        self.scopes = scopes
+        self.spec = spec
+
+    async def resolve(self, selector: Selector) -> Plan:
+        """Expand the selector into a plan. Raises before any action on any problem."""
+        if selector.ids is None:
+            query = dataclasses.replace(selector.list_query(), limit=PAGE_LIMIT)
+        else:
+            # Every id of the file must come back, tagged or not: an untagged server is not
+            # "not found". The tag criteria are re-checked on the records below.
+            query = ListQuery(all_tenants=selector.all_projects, limit=PAGE_LIMIT)
+        wanted = self._wanted_by_scope(selector)
+        found: dict[str, list[Server]] = {}
+        pages: dict[str, int] = {}
+
+        async def fetch(scope: str, ids: set[str] | None) -> None:
+            if ids is not None and len(ids) <= GET_THRESHOLD:
+                found[scope] = list((await self.reader.get_each(scope, ids)).values())
+                return
+            records: dict[str, Server] = {}
+            for number, server in await self.reader.listing(scope, query):
+                if ids is None or server.id in ids:
+                    records[server.id] = server
+                    pages.setdefault(server.id, number)
+            found[scope] = list(records.values())
+
+        with first_run_error():
+            async with anyio.create_task_group() as tg:
+                for scope, ids in wanted.items():
+                    tg.start_soon(fetch, scope, ids)
+        return self._plan(selector, wanted, found, query=query, pages=pages)
+
+    def _plan(
+        self,
+        selector: Selector,
+        wanted: Mapping[str, set[str] | None],
+        found: Mapping[str, list[Server]],
+        *,
+        query: ListQuery,
+        pages: Mapping[str, int],
+    ) -> Plan:
+        """The plan from the records read: the tag guard, the re-check, classification."""
+        entries: dict[str, PlanEntry] = {}
+        seen: set[str] = set()
+        now = utc_now()
+        listed = rechecked_out = 0
+        # An ID list's order is the plan's (its first servers are the canary); a listing keeps
+        # the cloud's order (every rank is 0 and the sort is stable).
+        rank: dict[str, int] = {}
+        for n, target in enumerate(selector.ids or ()):
+            rank.setdefault(target.id, n)
+        for scope in self.scopes:
+            ids = wanted.get(scope)
+            for server in sorted(found.get(scope, ()), key=lambda s: rank.get(s.id, 0)):
+                listed += 1
+                if server.tags is None:
+                    raise UnsafeCloudError(
+                        f"the cloud returned server {server.id} without its tags "
+                        "(compute microversion 2.26 not honoured?): bulkstop cannot check "
+                        "tag filters or the bulkstop:protect tag, so it refuses to act"
+                    )
+                if ids is not None and server.id not in ids:
+                    continue
+                if not selector.all_projects and server.project_id not in ("", scope):
+                    continue  # an admin's GET reaches other projects; a project is a boundary
+                seen.add(server.id)
+                if not selector.matches(server):
+                    rechecked_out += 1
+                    continue
+                if server.id not in entries:
+                    entries[server.id] = classify(
+                        server, scope=scope, selector=selector, spec=self.spec, now=now
+                    )
+        plan_entries = tuple(entries.values())
+        try:
+            batches([e for e in plan_entries if e.sends])
+        except ValueError as exc:
+            raise RefusedError(
+                f"{exc}: wave order cannot be guaranteed; nothing was sent"
+            ) from None
+        return Plan(
+            entries=plan_entries,
+            missing=self._missing(selector, seen),
+            scopes=self.scopes,
+            listed=listed,
+            rechecked_out=rechecked_out,
+            query=query,
+            pages={sid: n for sid, n in pages.items() if sid in entries},
+        )
+
+    def _missing(self, selector: Selector, seen: set[str]) -> tuple[ServerResult, ...]:
+        """A ``not_found`` result for every id of the file that no project in scope knows."""
+        # With one project in scope, that is where an id without a project was looked for.
+        only_scope = self.scopes[0] if len(self.scopes) == 1 and not selector.all_projects else ""
+        missing = {
+            t.id: ServerResult(
+                id=t.id,
+                project_id=t.project_id or only_scope,
+                name=t.name,
+                outcome=Outcome.NOT_FOUND,
+                reason="not found in the projects in scope",
+            )
+            for t in selector.ids or ()
+            if t.id not in seen
+        }
+        return tuple(missing.values())
+
+    def _wanted_by_scope(self, selector: Selector) -> dict[str, set[str] | None]:
+        """Which ids to look for in which scope (``None`` = everything the query matches)."""
+        if selector.ids is None:
+            return dict.fromkeys(self.scopes)
+        wanted: dict[str, set[str] | None] = {s: set() for s in self.scopes}
+        for target in selector.ids:
+            if target.project_id is None or selector.all_projects:
+                homes: tuple[str, ...] = self.scopes
+            elif target.project_id in wanted:
+                homes = (target.project_id,)
+            else:
+                raise InputError(
+                    f"server {target.id} is in project {target.project_id}, which is not in "
+                    "scope (add it to `projects` or leave project_id out of the file)",
+                    source=selector.ids_source,
+                    line=target.line,
+                )
+            for home in homes:
+                ids = wanted[home]
+                assert ids is not None
+                ids.add(target.id)
+        return {s: ids for s, ids in wanted.items() if ids}
+
+    async def census(self, *, all_projects: bool = False) -> dict[str, int]:
+        """How many servers each project has (every server, whatever its tags or state).
+
+        For ``max_percent``: the listing is paced and counted like any other.
+        """
+        query = ListQuery(all_tenants=all_projects, limit=PAGE_LIMIT)
+        counts: collections.Counter[str] = collections.Counter()
+
+        async def count(scope: str) -> None:
+            unique = {s.id: s for _, s in await self.reader.listing(scope, query)}
+            for server in unique.values():
+                counts[server.project_id or scope] += 1
+
+        with first_run_error():
+            async with anyio.create_task_group() as tg:
+                for scope in self.scopes:
+                    tg.start_soon(count, scope)
+        return dict(counts)

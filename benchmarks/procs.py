@@ -14,13 +14,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +25,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from bulkstop.mockcloud.journal import RequestRecord
+from bulkstop.testing import ProcessCloud
 
 #: The checkout root: children import ``bulkstop`` and ``benchmarks`` from here.
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -266,8 +264,9 @@ class Spawner:
         return run
 
 
-class MockProcess:
-    """``python -m bulkstop.mockcloud ...`` as a child process, with its admin endpoints.
+class MockProcess(ProcessCloud):
+    """``python -m bulkstop.mockcloud ...`` as a child process, started at once
+    (:class:`bulkstop.testing.ProcessCloud`: credentials, admin endpoints, teardown).
 
     Use as a context manager; :attr:`info` is the JSON line it printed (URLs, credentials,
     project ids). ``module`` runs another server that prints the same line and serves the same
@@ -275,52 +274,13 @@ class MockProcess:
     """
 
     def __init__(self, args: Sequence[str], *, module: str = MOCK_MODULE) -> None:
-        self.args = tuple(args)
-        self.module = module
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the mock
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", module, *self.args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=child_env(),
-            cwd=ROOT,
+        super().__init__(
+            *args, env=child_env(), cwd=ROOT, timeout=MOCK_STARTUP_TIMEOUT, module=module
         )
         try:
-            self.info: dict[str, Any] = self._read_info()
-        except BaseException:
-            self.close()
-            raise
-
-    def _read_info(self) -> dict[str, Any]:
-        assert self._process.stdout is not None
-        timer = threading.Timer(MOCK_STARTUP_TIMEOUT, self._process.kill)
-        timer.start()
-        try:
-            line = self._process.stdout.readline()
-        finally:
-            timer.cancel()
-        if not line:
-            self._stderr.seek(0)
-            raise BenchmarkError(f"{self.module} did not start: {self._stderr.read()[-2000:]!r}")
-        info: dict[str, Any] = json.loads(line)
-        return info
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def pid(self) -> int:
-        """The mock's process id."""
-        return self._process.pid
+            self.start()
+        except RuntimeError as exc:
+            raise BenchmarkError(str(exc)) from exc
 
     @property
     def base_url(self) -> str:
@@ -332,31 +292,9 @@ class MockProcess:
         """The mock's project ids, in order."""
         return list(self.info["project_ids"])
 
-    def os_env(self, project_id: str | None = None) -> dict[str, str]:
-        """``OS_*`` variables for the member user, scoped to a project (default: the first)."""
-        return {
-            "OS_AUTH_URL": str(self.info["auth_url"]),
-            "OS_USERNAME": str(self.info["username"]),
-            "OS_PASSWORD": str(self.info["password"]),
-            "OS_USER_DOMAIN_NAME": str(self.info["user_domain"]),
-            "OS_PROJECT_DOMAIN_NAME": str(self.info["user_domain"]),
-            "OS_PROJECT_ID": project_id or self.project_ids[0],
-            "OS_REGION_NAME": str(self.info["region"]),
-            "OS_INTERFACE": "public",
-            "OS_IDENTITY_API_VERSION": "3",
-        }
-
-    def reset(self) -> None:
-        """``POST /_mock/reset``: the fleet as it started, an empty journal."""
-        request = urllib.request.Request(self.base_url + "/_mock/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=MOCK_STARTUP_TIMEOUT):
-            pass
-
     def journal(self, kind: str | None = None) -> list[RequestRecord]:
         """The requests the mock has seen since the last reset (of one kind, if given)."""
-        url = self.base_url + "/_mock/requests" + (f"?kind={kind}" if kind else "")
-        with urllib.request.urlopen(url, timeout=MOCK_STARTUP_TIMEOUT) as response:
-            document = json.load(response)
+        document = self.admin("/_mock/requests" + (f"?kind={kind}" if kind else ""))
         return [RequestRecord(**record) for record in document["requests"]]
 
     def peak_rss_mb(self) -> float:
@@ -365,16 +303,3 @@ class MockProcess:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return 0.0
-
-    def close(self) -> None:
-        """SIGTERM, then wait (kill if it will not go)."""
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
-        self._stderr.close()

@@ -10,10 +10,12 @@ In-process::
 Standalone: ``bulkstop mock-cloud`` / ``python -m bulkstop.mockcloud`` (see README.md here).
 
 Modules: :mod:`.config` (what to serve), :mod:`.fleet` (seeded or loaded servers),
-:mod:`.state` (servers and transitions), :mod:`.identity` (Keystone), :mod:`.compute` (Nova),
-:mod:`.faults` (injection decisions), :mod:`.bodies` (error bodies), :mod:`.journal`
-(request records), :mod:`.clock` (a fake clock for tests), :mod:`.app` (assembly),
-:mod:`.standalone` and :mod:`.cli` (the process).
+:mod:`.state` (servers and transitions), :mod:`.records` (Nova's records per microversion and
+flavors), :mod:`.filters` (Nova's list filters and sorting), :mod:`.identity` (Keystone),
+:mod:`.compute` (Nova), :mod:`.faults` (injection decisions), :mod:`.bodies` (error bodies),
+:mod:`.journal` (request records), :mod:`.credentials` (``OS_*`` and ``clouds.yaml``),
+:mod:`.clock` (a fake clock for tests), :mod:`.app` (assembly), :mod:`.standalone` and
+:mod:`.cli` (the process). For tests of your own code: :mod:`bulkstop.testing`.
 """
 
 from .app import MockCloud

@@ -18,7 +18,6 @@ Admin endpoints (unauthenticated; the mock binds loopback):
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -29,7 +28,7 @@ from typing import Any, Final, Self
 
 from aiohttp import web
 
-from . import bodies, fleet
+from . import bodies, credentials, fleet
 from .compute import Compute
 from .config import FleetSource, MockConfig
 from .faults import Injector
@@ -154,6 +153,8 @@ class MockCloud:
         app = web.Application(client_max_size=1 << 20)
         plain: list[tuple[str, str, Handler, str]] = [
             ("GET", "/", compute.versions, KIND_OTHER),
+            ("GET", "/v2", compute.legacy_version, KIND_OTHER),
+            ("GET", "/v2/", compute.legacy_version, KIND_OTHER),
             ("GET", "/v2.1", compute.version, KIND_OTHER),
             ("GET", "/v2.1/", compute.version, KIND_OTHER),
             ("GET", "/identity", identity.versions, KIND_IDENTITY),
@@ -174,6 +175,12 @@ class MockCloud:
         app.router.add_get(servers + "/detail", compute.list_details)
         app.router.add_get(servers + "/{server_id}", compute.show_server)
         app.router.add_post(servers + "/{server_id}/action", compute.server_action)
+        flavors = "/v2.1/{project_id}/flavors"
+        app.router.add_get("/v2.1/{project_id}", compute.project_version)
+        app.router.add_get("/v2.1/{project_id}/", compute.project_version)
+        app.router.add_get(flavors, compute.list_flavors)
+        app.router.add_get(flavors + "/detail", compute.list_flavor_details)
+        app.router.add_get(flavors + "/{flavor_id}", compute.show_flavor)
         return app
 
     def _journaled(self, kind: str, handler: Handler) -> Handler:
@@ -313,32 +320,34 @@ class MockCloud:
     # -- client configuration ----------------------------------------------------------------
 
     def os_env(
-        self, project_id: str | None = None, *, application_credential: bool = False
+        self,
+        project_id: str | None = None,
+        *,
+        admin: bool = False,
+        application_credential: bool = False,
     ) -> dict[str, str]:
-        """``OS_*`` variables for the member on a project (default: the first)."""
-        project = self._project(project_id)
-        env = {
-            "OS_AUTH_URL": self.auth_url,
-            "OS_REGION_NAME": self.region,
-            "OS_INTERFACE": "public",
-            "OS_IDENTITY_API_VERSION": "3",
-        }
-        if application_credential:
-            cred_id, secret = self.application_credential(project.id)
-            env |= {
-                "OS_AUTH_TYPE": "v3applicationcredential",
-                "OS_APPLICATION_CREDENTIAL_ID": cred_id,
-                "OS_APPLICATION_CREDENTIAL_SECRET": secret,
-            }
-        else:
-            env |= {
-                "OS_USERNAME": self.username,
-                "OS_PASSWORD": self.password,
-                "OS_USER_DOMAIN_NAME": self.user_domain,
-                "OS_PROJECT_ID": project.id,
-                "OS_PROJECT_DOMAIN_NAME": self.user_domain,
-            }
-        return env
+        """``OS_*`` variables for the member (or the admin) on a project (default: the first)."""
+        return credentials.os_env(
+            self.connection_info(),
+            project_id,
+            admin=admin,
+            application_credential=application_credential,
+        )
+
+    def clouds_entry(
+        self,
+        project_id: str | None = None,
+        *,
+        admin: bool = False,
+        application_credential: bool = False,
+    ) -> dict[str, Any]:
+        """One ``clouds.yaml`` cloud for the member (or the admin) on a project."""
+        return credentials.clouds_entry(
+            self.connection_info(),
+            project_id,
+            admin=admin,
+            application_credential=application_credential,
+        )
 
     def aksk_env(self, project_id: str | None = None) -> dict[str, str]:
         """``OS_ACCESS_KEY``-style variables for the member's AK/SK (AK/SK mode)."""
@@ -356,27 +365,15 @@ class MockCloud:
         return self.base_url + "/{service}/v1/{project_id}"
 
     def write_clouds_yaml(
-        self, path: str | os.PathLike[str], cloud: str = "mock", project_id: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        cloud: str = credentials.DEFAULT_CLOUD,
+        project_id: str | None = None,
+        *,
+        admin: bool = False,
     ) -> None:
-        """Write a ``clouds.yaml`` (replacing the file) with one cloud for the member."""
-        project = self._project(project_id)
-        auth = {
-            "auth_url": self.auth_url,
-            "username": self.username,
-            "password": self.password,
-            "user_domain_name": self.user_domain,
-            "project_id": project.id,
-            "project_domain_name": self.user_domain,
-        }
-        lines = ["clouds:", f"  {json.dumps(cloud)}:", "    auth:"]
-        lines += [f"      {key}: {json.dumps(value)}" for key, value in auth.items()]
-        lines += [
-            f"    region_name: {json.dumps(self.region)}",
-            '    interface: "public"',
-            "    identity_api_version: 3",
-        ]
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
+        """Write a ``clouds.yaml`` (replacing the file) with one cloud for the member (admin)."""
+        credentials.write_clouds_yaml(path, {cloud: self.clouds_entry(project_id, admin=admin)})
 
     def connection_info(self) -> dict[str, Any]:
         """What a client needs to connect (the standalone server prints it as JSON)."""

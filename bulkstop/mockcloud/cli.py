@@ -121,6 +121,7 @@ def build_config(ctx: click.Context, options: dict[str, Any]) -> MockConfig:
         projects=options["projects"],
         seed=options["seed"],
         fleet=options["fleet"],
+        never_scheduled=options["never_scheduled"],
         host=options["host"],
         port=options["port"],
         huawei=options["huawei"],
@@ -160,6 +161,12 @@ def build_config(ctx: click.Context, options: dict[str, Any]) -> MockConfig:
     "--fleet",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Serve exactly this fleet (JSON) instead of a seeded one.",
+)
+@click.option(
+    "--never-scheduled",
+    type=_RATE,
+    default=0.0,
+    help="Share of the seeded fleet that are ERROR servers never scheduled to a host.",
 )
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to bind.")
 @click.option(

@@ -1,13 +1,15 @@
-"""Nova v2.1, as bulkstop and openstacksdk use it: discovery, list, show, os-stop/os-start.
+"""Nova v2.1, as real clients use it: discovery, servers (list, show, os-stop/os-start), flavors.
 
-Served at the root: ``GET /`` (versions), ``GET /v2.1``, and ``/v2.1/{project_id}/servers...``.
+Served at the root: ``GET /`` (versions: v2.0 then v2.1), ``GET /v2``, ``GET /v2.1``,
+``GET /v2.1/{project_id}/`` (the version document, authenticated), ``/v2.1/{project_id}/servers...``
+and ``/v2.1/{project_id}/flavors...``. Records are shaped per microversion and for admins by
+:mod:`.records`; list queries are applied as Nova applies them by :mod:`.filters`.
 
 A compute request crosses, in order (see :class:`~bulkstop.mockcloud.config.Faults`):
 the gateway faults, the token check (keystonemiddleware: 401), Nova's URL check (a project id
 that is not the token's is a 400, for admins too), the microversion (400/406), and the
 operation. Microversion rules: ``OpenStack-API-Version: compute X.Y`` wins over
-``X-OpenStack-Nova-API-Version: X.Y``; none means 2.1; below 2.26 the tag filters are
-silently ignored and records carry no ``tags``.
+``X-OpenStack-Nova-API-Version: X.Y``; none means 2.1.
 """
 
 from __future__ import annotations
@@ -30,28 +32,26 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiMapping
 
-from . import bodies
+from . import bodies, filters, records
 from .config import Faults, MockConfig, Trigger
 from .faults import Injector, throttled
 from .huawei import Signatures, baremetal_record, is_baremetal, native_refusal_status
 from .identity import Identity, Token
-from .journal import KIND_ACTION, KIND_GET, KIND_LIST, RequestRecord
-from .state import ACTIONS, KEYS_SINCE, KNOWN_STATUSES, Fleet, MockServer
+from .journal import KIND_ACTION, KIND_GET, KIND_LIST, KIND_OTHER, RequestRecord
+from .records import View
+from .state import ACTIONS, DEFAULT_VIEW, Fleet, MockServer
 
-Version = tuple[int, int]
+Version = records.Version
 
 MIN_VERSION: Final[Version] = (2, 1)
 MAX_VERSION: Final[Version] = (2, 96)
-TAGS_VERSION: Final[Version] = (2, 26)
-#: From this microversion an unknown ``status`` filter is a 400 rather than an empty list.
-STRICT_STATUS_VERSION: Final[Version] = (2, 38)
 VERSION_UPDATED: Final = "2013-07-23T11:33:21Z"
+LEGACY_VERSION_UPDATED: Final = "2011-01-21T11:33:21Z"
 VERSION_HEADER: Final = "OpenStack-API-Version"
 LEGACY_VERSION_HEADER: Final = "X-OpenStack-Nova-API-Version"
 _VERSION_RE: Final = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
 _TRUE: Final = frozenset({"", "1", "t", "true", "on", "y", "yes"})
 _FALSE: Final = frozenset({"0", "f", "false", "off", "n", "no"})
-_TAG_FILTERS: Final = ("tags", "tags-any", "not-tags", "not-tags-any")
 
 #: Values of :attr:`RequestRecord.fault`.
 FAULT_THROTTLE: Final = "throttle"
@@ -157,11 +157,6 @@ def _version_headers(version: Version) -> dict[str, str]:
     }
 
 
-@functools.lru_cache(maxsize=256)
-def _name_pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def peek_action(raw: bytes) -> tuple[str | None, bool]:
     """Nova's ``action_peek``: (action name, body well-formed)."""
     try:
@@ -173,43 +168,16 @@ def peek_action(raw: bytes) -> tuple[str | None, bool]:
     return next(iter(document)), True
 
 
-def _split(query: MultiMapping[str], name: str) -> frozenset[str]:
-    return frozenset(t for value in query.getall(name, ()) for t in value.split(",") if t)
+def _view(call: Call, *, show: bool) -> View:
+    """The record view a request asks for (one per request, not per record)."""
+    return _view_of(call.version or MIN_VERSION, call.is_admin, show)
 
 
-def _matcher(call: Call, query: MultiMapping[str]) -> Callable[[MockServer], bool] | None:
-    """The filter of a listing, or None when nothing filters."""
-    tests: list[Callable[[MockServer], bool]] = []
-    version = call.version or MIN_VERSION
-    if version >= TAGS_VERSION:
-        every, some, not_every, not_some = (_split(query, name) for name in _TAG_FILTERS)
-        if every:
-            tests.append(lambda s: every <= s.tags)
-        if some:
-            tests.append(lambda s: not some.isdisjoint(s.tags))
-        if not_every:
-            tests.append(lambda s: not not_every <= s.tags)
-        if not_some:
-            tests.append(lambda s: not_some.isdisjoint(s.tags))
-    statuses = frozenset(v.upper() for v in query.getall("status", ()))
-    if statuses:
-        if not statuses <= KNOWN_STATUSES:
-            if version >= STRICT_STATUS_VERSION:
-                raise ApiError(400, "Invalid status value")
-            return lambda s: False
-        tests.append(lambda s: s.status in statuses)
-    name = query.get("name")
-    if name:
-        try:
-            pattern = _name_pattern(name)
-        except re.error as exc:
-            raise ApiError(400, f"Invalid regular expression for name: {exc}") from exc
-        tests.append(lambda s: pattern.search(s.name) is not None)
-    if not tests:
-        return None
-    if len(tests) == 1:
-        return tests[0]
-    return lambda s: all(test(s) for test in tests)
+@functools.lru_cache(maxsize=256)
+def _view_of(version: Version, admin: bool, show: bool) -> View:
+    view = View.of(version, admin=admin, show=show)
+    # The very object, so the records' cache of bulkstop's own view is found by identity.
+    return DEFAULT_VIEW if view == DEFAULT_VIEW else view
 
 
 def _drop_connection(request: web.Request) -> None:
@@ -252,7 +220,16 @@ class Compute:
 
     # -- discovery ---------------------------------------------------------------------------
 
-    def _version_doc(self) -> dict[str, Any]:
+    def _version_doc(self, legacy: bool = False) -> dict[str, Any]:
+        if legacy:  # Nova's v2.0 compatibility API: no microversions
+            return {
+                "id": "v2.0",
+                "status": "SUPPORTED",
+                "version": "",
+                "min_version": "",
+                "updated": LEGACY_VERSION_UPDATED,
+                "links": [{"rel": "self", "href": f"{self.base_url}/v2/"}],
+            }
         return {
             "id": "v2.1",
             "status": "CURRENT",
@@ -262,23 +239,35 @@ class Compute:
             "links": [{"rel": "self", "href": f"{self.base_url}/v2.1/"}],
         }
 
-    async def versions(self, request: web.Request) -> web.Response:
-        """``GET /``: the compute version list."""
-        return web.json_response({"versions": [self._version_doc()]})
-
-    async def version(self, request: web.Request) -> web.Response:
-        """``GET /v2.1``: the v2.1 version document."""
-        doc = self._version_doc()
+    def _version_body(self, legacy: bool) -> dict[str, Any]:
+        doc = self._version_doc(legacy)
         doc["links"].append(
             {"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"}
         )
+        media = "2" if legacy else "2.1"
         doc["media-types"] = [
             {
                 "base": "application/json",
-                "type": "application/vnd.openstack.compute+json;version=2.1",
+                "type": f"application/vnd.openstack.compute+json;version={media}",
             }
         ]
-        return web.json_response({"version": doc})
+        return {"version": doc}
+
+    async def versions(self, request: web.Request) -> web.Response:
+        """``GET /``: the compute version list, v2.0 first as Nova lists it."""
+        return web.json_response({"versions": [self._version_doc(True), self._version_doc()]})
+
+    async def version(self, request: web.Request) -> web.Response:
+        """``GET /v2.1``: the v2.1 version document."""
+        return web.json_response(self._version_body(False))
+
+    async def legacy_version(self, request: web.Request) -> web.Response:
+        """``GET /v2``: the v2.0 version document."""
+        return web.json_response(self._version_body(True))
+
+    async def project_version(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v2.1/{project_id}/``: the v2.1 version document, behind the token check."""
+        return await self._serve(request, KIND_OTHER, self._project_version)
 
     # -- routes ------------------------------------------------------------------------------
 
@@ -297,6 +286,18 @@ class Compute:
     async def server_action(self, request: web.Request) -> web.StreamResponse:
         """``POST /v2.1/{project_id}/servers/{server_id}/action``."""
         return await self._serve(request, KIND_ACTION, self._act)
+
+    async def list_flavors(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v2.1/{project_id}/flavors``."""
+        return await self._serve(request, KIND_OTHER, self._flavors_summary)
+
+    async def list_flavor_details(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v2.1/{project_id}/flavors/detail``."""
+        return await self._serve(request, KIND_OTHER, self._flavors_detail)
+
+    async def show_flavor(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v2.1/{project_id}/flavors/{flavor_id}``."""
+        return await self._serve(request, KIND_OTHER, self._flavor)
 
     # -- pipeline ----------------------------------------------------------------------------
 
@@ -480,22 +481,16 @@ class Compute:
             raise ApiError(404, f"Instance {call.server_id} could not be found.")
         return server
 
-    def _render(self, call: Call, server: MockServer) -> str:
-        version = call.version or MIN_VERSION
-        baremetal = self._config.huawei and is_baremetal(server)
-        if version >= TAGS_VERSION and not baremetal:
-            return server.detail_json(self.base_url)
-        record = server.detail(self.base_url)
-        if baremetal:
-            record = baremetal_record(record)
-        for since, key in KEYS_SINCE:
-            if version < since:
-                del record[key]
-        return json.dumps(record, separators=(",", ":"))
+    def _render(self, server: MockServer, view: View) -> str:
+        if self._config.huawei and is_baremetal(server):
+            # The BMS API's power states: not cached, bare metal fleets are small.
+            record = baremetal_record(server.detail(self.base_url, view))
+            return json.dumps(record, separators=(",", ":"))
+        return server.detail_json(self.base_url, view)
 
     def _show(self, call: Call) -> web.Response:
         server = self._find(call)
-        body = f'{{"server":{self._render(call, server)}}}'
+        body = f'{{"server":{self._render(server, _view(call, show=True))}}}'
         return self._raw_json(call, 200, body.encode())
 
     def _list_summary(self, call: Call) -> web.Response:
@@ -508,16 +503,27 @@ class Compute:
         query = call.request.query
         scope = self._scope(call, query, detail=detail)
         limit = self._limit(query)
+        try:
+            wanted = filters.listing(query, call.version or MIN_VERSION, admin=call.is_admin)
+        except filters.QueryError as error:
+            raise ApiError(error.status, error.message) from None
+        servers = self._fleet.servers
         order = self._fleet.order(scope)
-        start = 0
         marker = query.get("marker")
-        if marker is not None:
+        position: int | None = None
+        if wanted.sort is not None:
+            order = [s.id for s in wanted.order([servers[sid] for sid in order])]
+            if marker is not None and marker in servers:
+                with contextlib.suppress(ValueError):
+                    position = order.index(marker)
+        elif marker is not None:
             position = self._fleet.position(marker, scope)
+        start = 0
+        if marker is not None:
             if position is None:
                 raise ApiError(400, f"marker [{marker}] not found")
             start = position + 1
-        match = _matcher(call, query)
-        servers = self._fleet.servers
+        match = wanted.match
         page: list[MockServer] = []
         if limit == 0:
             pass
@@ -531,7 +537,8 @@ class Compute:
                     if len(page) == limit:
                         break
         if detail:
-            parts = [self._render(call, s) for s in page]
+            view = _view(call, show=False)
+            parts = [self._render(s, view) for s in page]
         else:
             parts = [s.summary_json(self.base_url) for s in page]
         body = '{"servers":[' + ",".join(parts) + "]"
@@ -574,6 +581,29 @@ class Compute:
         params.append(("marker", last_id))
         collection = "servers/detail" if detail else "servers"
         return f"{self.base_url}/v2.1/{call.project_id}/{collection}?{urlencode(params)}"
+
+    def _project_version(self, call: Call) -> web.Response:
+        return self._json(call, 200, self._version_body(False))
+
+    def _flavors_summary(self, call: Call) -> web.Response:
+        version = call.version or MIN_VERSION
+        pid = call.project_id or ""
+        flavors = [f.summary(self.base_url, pid, version) for f in records.FLAVORS.values()]
+        return self._json(call, 200, {"flavors": flavors})
+
+    def _flavors_detail(self, call: Call) -> web.Response:
+        version = call.version or MIN_VERSION
+        pid = call.project_id or ""
+        flavors = [f.detail(self.base_url, pid, version) for f in records.FLAVORS.values()]
+        return self._json(call, 200, {"flavors": flavors})
+
+    def _flavor(self, call: Call) -> web.Response:
+        flavor_id = call.request.match_info["flavor_id"]
+        flavor = records.FLAVORS.get(flavor_id)
+        if flavor is None:
+            raise ApiError(404, f"Flavor {flavor_id} could not be found.")
+        detail = flavor.detail(self.base_url, call.project_id or "", call.version or MIN_VERSION)
+        return self._json(call, 200, {"flavor": detail})
 
     def _act(self, call: Call) -> web.Response:
         if not call.body_ok:

@@ -203,6 +203,9 @@ class MockConfig:
     seed: int = DEFAULT_SEED
     #: An exact fleet instead of a seeded one (see :mod:`bulkstop.mockcloud.fleet`).
     fleet: FleetSource | None = None
+    #: Share of the seeded fleet that are ERROR servers never scheduled to a host (Nova
+    #: answers their ``os-stop`` 409 "is not ready"); the other servers stay as without.
+    never_scheduled: float = 0.0
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     region: str = DEFAULT_REGION
@@ -244,6 +247,8 @@ class MockConfig:
     def __post_init__(self) -> None:
         if self.fleet is None and (self.servers < 0 or self.projects < 1):
             raise ValueError("need servers >= 0 and projects >= 1")
+        if not 0.0 <= self.never_scheduled <= 1.0:
+            raise ValueError("never_scheduled must be within [0, 1]")
         if self.max_limit < 1:
             raise ValueError("max_limit must be at least 1")
         if self.job_duration < 0 or not 0 <= self.job_failure_rate <= 1:

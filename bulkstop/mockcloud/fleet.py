@@ -6,13 +6,18 @@ Seeded fleet (every draw from one ``random.Random(seed)``, so a seed is a fleet)
 * tags: one of ``env=prod|dev|test``, one of ``role=web|db|batch``, ``nightly-stop`` on ~30%,
   ``bulkstop:protect`` on ~2%;
 * states: ~85% active, ~6% stopped (SHUTOFF), ~3% error, ~2% paused, ~2% locked active,
-  ~1% suspended, ~1% shelved.
+  ~1% suspended, ~1% shelved;
+* flavors by role: web ``m1.small``, db ``m1.large``, batch ``m1.medium``;
+* only when asked (``MockConfig.never_scheduled``), a share of the servers are ERROR servers
+  that were never scheduled (no host: Nova answers their stop "is not ready"), drawn from a
+  stream of their own so the rest of the fleet is the same as without.
 
 Fleet file: a JSON list of servers, or ``{"projects": [{"id", "name"}...], "servers": [...]}``.
 A server needs ``id`` and ``project`` (or ``project_id``/``tenant_id``): a project id (32 hex)
 or name. Optional: ``name``, ``tags``, ``vm_state`` (default ``active``), ``task_state``,
 ``power_state`` (default follows vm_state), ``locked``, ``metadata``, ``host`` (``null`` = never
-scheduled), ``created``. ``GET /_mock/servers`` answers in this format, so a fleet round-trips.
+scheduled), ``flavor`` (an id of :data:`~bulkstop.mockcloud.records.FLAVORS`), ``created``.
+``GET /_mock/servers`` answers in this format, so a fleet round-trips.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import random
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from bulkstop.errors import InputError
 
 from .config import Clock, FleetSource, MockConfig
+from .records import DEFAULT_FLAVOR
 from .state import MockServer, Project, iso_time
 
 #: (value, cumulative probability) tables; a draw picks the first row above it.
@@ -50,6 +57,8 @@ PROTECT_TAG: Final = "bulkstop:protect"
 #: Creation time of the newest generated server; older ones are a minute apart each.
 NEWEST_CREATED: Final = 1_704_067_200.0  # 2024-01-01T00:00:00Z
 COMPUTE_HOSTS: Final = 16
+#: The flavor of each role (ids of :data:`~bulkstop.mockcloud.records.FLAVORS`).
+ROLE_FLAVORS: Final = MappingProxyType({"web": "2", "db": "4", "batch": "3"})
 _PROJECT_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 _T = TypeVar("_T")
 
@@ -67,10 +76,19 @@ def user_id(name: str) -> str:
 
 
 def generate(
-    *, servers: int, projects: int, seed: int, clock: Clock, owner: str = ""
+    *,
+    servers: int,
+    projects: int,
+    seed: int,
+    clock: Clock,
+    owner: str = "",
+    never_scheduled: float = 0.0,
 ) -> tuple[list[Project], list[MockServer]]:
-    """A seeded fleet of ``servers`` servers over ``projects`` projects."""
+    """A seeded fleet of ``servers`` servers over ``projects`` projects; a ``never_scheduled``
+    share of them are ERROR servers without a host."""
     rng = random.Random(seed)
+    # Its own stream: asking for never-scheduled servers changes nothing else in the fleet.
+    unscheduled = random.Random(f"{seed}:never-scheduled")
     project_list = [
         Project(id=f"{rng.getrandbits(128):032x}", name=f"project-{i}") for i in range(projects)
     ]
@@ -86,6 +104,9 @@ def generate(
         if rng.random() < PROTECT_SHARE:
             tags.append(PROTECT_TAG)
         vm_state, locked = _pick(STATES, rng.random())
+        host: str | None = f"compute-{n % COMPUTE_HOSTS}"
+        if never_scheduled and unscheduled.random() < never_scheduled:
+            vm_state, locked, host = "error", False, None
         fleet.append(
             MockServer(
                 id=server_id,
@@ -97,9 +118,10 @@ def generate(
                 tags=tags,
                 metadata={"team": f"team-{n % 7}"},
                 user_id=owner_id,
-                host=f"compute-{n % COMPUTE_HOSTS}",
+                host=host,
                 created=iso_time(NEWEST_CREATED - 60.0 * n),
                 number=n,
+                flavor_id=ROLE_FLAVORS[role],
             )
         )
     return project_list, fleet
@@ -162,6 +184,7 @@ def _parse(document: Any, *, clock: Clock, owner: str) -> tuple[list[Project], l
                 host=doc.get("host", f"compute-{n % COMPUTE_HOSTS}"),
                 created=str(doc.get("created", iso_time(NEWEST_CREATED - 60.0 * n))),
                 number=n,
+                flavor_id=str(doc.get("flavor", DEFAULT_FLAVOR)),
             )
         )
     return projects, servers
@@ -184,4 +207,5 @@ def build(config: MockConfig) -> tuple[list[Project], list[MockServer]]:
         seed=config.seed,
         clock=config.clock,
         owner=config.username,
+        never_scheduled=config.never_scheduled,
     )

@@ -11,7 +11,6 @@ Preconditions follow Nova's ``compute/api.py`` decorators, in their order:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from .config import Clock
+from .records import DEFAULT_FLAVOR, TAGS_VERSION, View, server_record
 
 #: Nova's power_state values.
 NOSTATE: Final = 0
@@ -101,13 +101,9 @@ ACTIONS: Final[Mapping[str, ActionRule]] = MappingProxyType(
     }
 )
 
-#: Keys of the detail record that exist only from a microversion on.
-KEYS_SINCE: Final[tuple[tuple[tuple[int, int], str], ...]] = (
-    ((2, 9), "locked"),
-    ((2, 19), "description"),
-    ((2, 26), "tags"),
-)
 _JSON_SEPARATORS: Final = (",", ":")
+#: The view bulkstop's own client asks for (2.26, a member): the default of :meth:`detail`.
+DEFAULT_VIEW: Final = View(version=TAGS_VERSION)
 
 
 def iso_time(unix: float) -> str:
@@ -141,8 +137,10 @@ class MockServer:
         "_summary",
         "_tags",
         "_task_state",
+        "_views",
         "_vm_state",
         "created",
+        "flavor_id",
         "host",
         "id",
         "name",
@@ -170,6 +168,7 @@ class MockServer:
         created: str = "2024-01-01T00:00:00Z",
         updated: str | None = None,
         number: int = 0,
+        flavor_id: str = DEFAULT_FLAVOR,
     ) -> None:
         self.id = id
         self.name = name
@@ -178,6 +177,8 @@ class MockServer:
         #: ``None`` models a server that was never scheduled: Nova answers "is not ready".
         self.host = host
         self.created = created
+        #: The flavor (an id of :data:`~bulkstop.mockcloud.records.FLAVORS`).
+        self.flavor_id = flavor_id
         self.updated = updated or created
         #: Position in the generated fleet; feeds the instance name and fixed IP.
         self.number = number
@@ -193,6 +194,7 @@ class MockServer:
         self._due: float | None = None
         self._rule: ActionRule | None = None
         self._detail: str | None = None
+        self._views: dict[View, str] | None = None
         self._summary: str | None = None
 
     def __repr__(self) -> str:
@@ -220,7 +222,7 @@ class MockServer:
         self._changed()
 
     def _changed(self) -> None:
-        self._detail = self._summary = None
+        self._detail = self._summary = self._views = None
 
     @property
     def vm_state(self) -> str:
@@ -331,77 +333,38 @@ class MockServer:
 
     # -- rendering -------------------------------------------------------------------------
 
-    def detail(self, base_url: str) -> dict[str, Any]:
-        """The record of ``GET /servers/detail`` at microversion 2.26 (non-admin view)."""
+    def detail(self, base_url: str, view: View = DEFAULT_VIEW) -> dict[str, Any]:
+        """The Nova record (default: ``GET /servers/detail`` at 2.26, non-admin view)."""
         self._settle()
-        n = self.number
-        host = self.host or ""
-        return {
-            "OS-DCF:diskConfig": "MANUAL",
-            "OS-EXT-AZ:availability_zone": "nova",
-            "OS-EXT-STS:power_state": self._power_state,
-            "OS-EXT-STS:task_state": self._task_state,
-            "OS-EXT-STS:vm_state": self._vm_state,
-            "OS-SRV-USG:launched_at": self.created.replace("Z", ".000000"),
-            "OS-SRV-USG:terminated_at": None,
-            "accessIPv4": "",
-            "accessIPv6": "",
-            "addresses": {
-                "private": [
-                    {
-                        "OS-EXT-IPS-MAC:mac_addr": f"fa:16:3e:{n >> 16 & 255:02x}:"
-                        f"{n >> 8 & 255:02x}:{n & 255:02x}",
-                        "OS-EXT-IPS:type": "fixed",
-                        "addr": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}",
-                        "version": 4,
-                    }
-                ]
-            },
-            "config_drive": "",
-            "created": self.created,
-            "description": None,
-            "flavor": {
-                "id": "1",
-                "links": [{"href": f"{base_url}/{self.project_id}/flavors/1", "rel": "bookmark"}],
-            },
-            "hostId": hashlib.sha224((self.project_id + host).encode()).hexdigest() if host else "",
-            "id": self.id,
-            "image": {
-                "id": _IMAGE_ID,
-                "links": [
-                    {"href": f"{base_url}/{self.project_id}/images/{_IMAGE_ID}", "rel": "bookmark"}
-                ],
-            },
-            "key_name": None,
-            "links": self._links(base_url),
-            "locked": self._locked,
-            "metadata": dict(self._metadata),
-            "name": self.name,
-            "os-extended-volumes:volumes_attached": [],
-            "progress": 0,
-            "security_groups": [{"name": "default"}],
-            "status": STATUS_BY_VM_STATE.get(self._vm_state, "UNKNOWN"),
-            "tags": sorted(self._tags),
-            "tenant_id": self.project_id,
-            "updated": self.updated,
-            "user_id": self.user_id,
-        }
+        return server_record(self, base_url, view)
 
-    def detail_json(self, base_url: str) -> str:
-        """:meth:`detail` as compact JSON, cached until the server changes."""
+    def detail_json(self, base_url: str, view: View = DEFAULT_VIEW) -> str:
+        """:meth:`detail` as compact JSON, cached per view until the server changes."""
         self._settle()
-        if self._detail is None:
-            self._detail = json.dumps(self.detail(base_url), separators=_JSON_SEPARATORS)
-        return self._detail
+        if view is DEFAULT_VIEW:  # the view bulkstop lists with: its own slot, no hashing
+            if self._detail is None:
+                self._detail = self._dumps(base_url, view)
+            return self._detail
+        views = self._views
+        if views is None:
+            views = self._views = {}
+        text = views.get(view)
+        if text is None:
+            text = views[view] = self._dumps(base_url, view)
+        return text
+
+    def _dumps(self, base_url: str, view: View) -> str:
+        return json.dumps(server_record(self, base_url, view), separators=_JSON_SEPARATORS)
 
     def summary_json(self, base_url: str) -> str:
         """The record of ``GET /servers`` (id, name, links) as compact JSON, cached."""
         if self._summary is None:
-            record = {"id": self.id, "links": self._links(base_url), "name": self.name}
+            record = {"id": self.id, "links": self.links(base_url), "name": self.name}
             self._summary = json.dumps(record, separators=_JSON_SEPARATORS)
         return self._summary
 
-    def _links(self, base_url: str) -> list[dict[str, str]]:
+    def links(self, base_url: str) -> list[dict[str, str]]:
+        """Nova's self and bookmark links of this server."""
         return [
             {"href": f"{base_url}/v2.1/{self.project_id}/servers/{self.id}", "rel": "self"},
             {"href": f"{base_url}/{self.project_id}/servers/{self.id}", "rel": "bookmark"},
@@ -422,12 +385,10 @@ class MockServer:
             "locked": self._locked,
             "metadata": dict(self._metadata),
             "host": self.host,
+            "flavor": self.flavor_id,
             "created": self.created,
             "updated": self.updated,
         }
-
-
-_IMAGE_ID: Final = "70a599e0-31e7-49b7-b260-868f441e862b"
 
 
 class Fleet:

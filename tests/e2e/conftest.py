@@ -1,9 +1,9 @@
 """Fixtures of the end-to-end tests: the ``bulkstop`` command against a mock cloud.
 
 * ``threaded_mock``: ``threaded_mock(MockConfig(...))`` starts a :class:`MockCloud` served by
-  its own event loop in a background thread (so a synchronous CLI run can talk to it over
-  loopback) and returns it; it is closed after the test. Its journal is read from the test once
-  the command has returned.
+  its own event loop in a background thread (:class:`bulkstop.testing.ServedCloud`, so a
+  synchronous CLI run can talk to it over loopback) and returns it; it is closed after the
+  test. Its journal is read from the test once the command has returned.
 * ``cloud``: ``cloud(**MockConfig options)`` starts such a mock, points the test's
   ``clouds.yaml`` at it (``OS_CLOUD=mock``) and returns it. Configuration is isolated
   (``isolated_openstack_env``): no ``OS_*`` variable of the machine, no user ``clouds.yaml``,
@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -25,52 +23,25 @@ from click.testing import CliRunner, Result
 
 from bulkstop.cli import main
 from bulkstop.mockcloud import MockCloud, MockConfig
+from bulkstop.testing import ServedCloud
 
-#: Seconds to wait for the mock's thread to start or stop serving.
-THREAD_TIMEOUT: Final = 10.0
 #: The clouds.yaml entry every test uses.
 CLOUD_NAME: Final = "mock"
-
-
-class ThreadedMock:
-    """A :class:`MockCloud` served from a background thread's event loop."""
-
-    def __init__(self, config: MockConfig) -> None:
-        self.mock = MockCloud(config)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="mock-cloud", daemon=True
-        )
-
-    def start(self) -> MockCloud:
-        """Serve; returns the running mock."""
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.mock.start(), self._loop).result(THREAD_TIMEOUT)
-        return self.mock
-
-    def close(self) -> None:
-        """Stop serving and end the thread."""
-        try:
-            asyncio.run_coroutine_threadsafe(self.mock.aclose(), self._loop).result(THREAD_TIMEOUT)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(THREAD_TIMEOUT)
-            self._loop.close()
 
 
 @pytest.fixture
 def threaded_mock() -> Iterator[Callable[[MockConfig], MockCloud]]:
     """``threaded_mock(config)``: a mock served from a background thread (closed after the test)."""
-    started: list[ThreadedMock] = []
+    started: list[ServedCloud] = []
 
     def start(config: MockConfig) -> MockCloud:
-        served = ThreadedMock(config)
+        served = ServedCloud(config)
         started.append(served)
-        return served.start()
+        return served.start_thread()
 
     yield start
     for served in started:
-        served.close()
+        served.stop_thread()
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from processes import PROCESS_TIMEOUT, StandaloneMock, run_bulkstop, wait_for
 from bulkstop.identifiers import validate_server_id
 from bulkstop.mockcloud import Faults, MockCloud, Trigger
 from bulkstop.mockcloud.identity import AuthFailure, Identity
+from bulkstop.select.selector import PROTECT_TAG
 
 Cloud = Callable[..., MockCloud]
 Bulkstop = Callable[..., Result]
@@ -106,6 +107,37 @@ class TestExitCodes:
         assert "bulkstop stop: 3 selected" in result.stderr
         assert "report: out.json" in result.stderr
         assert result.stdout == ""
+
+    def test_0_when_never_scheduled_error_servers_are_skipped(
+        self, cloud: Cloud, bulkstop: Bulkstop
+    ) -> None:
+        # Nova answers their stop 409 "is not ready": nothing runs there, so a nightly job
+        # must neither fail nor halt on them (--max-errors 0 would halt at the first failure).
+        mock = cloud(servers=60, projects=1, seed=3, never_scheduled=0.2)
+        unscheduled = {
+            sid for sid, s in mock.servers.items() if s.host is None and PROTECT_TAG not in s.tags
+        }
+        assert unscheduled and all(mock.servers[s].vm_state == "error" for s in unscheduled)
+        result = bulkstop("stop", "--all", "--max-errors", "0", "--yes", "--report", "out.json")
+        assert result.exit_code == 0, result.output
+        report = read_report("out.json")
+        assert report["halted_by"] is None
+        skipped = {s["id"]: s for s in report["servers"] if s["id"] in unscheduled}
+        assert skipped.keys() == unscheduled
+        for entry in skipped.values():
+            assert (entry["outcome"], entry["http_status"], entry["attempts"]) == (
+                "skipped",
+                409,
+                1,
+            )
+            assert entry["reason"] == "not ready: never scheduled"
+        assert {s["outcome"] for s in report["servers"]} <= {
+            "accepted",
+            "already_stopped",
+            "skipped",
+            "excluded",
+        }
+        assert all(actions(mock)[sid] == 1 for sid in unscheduled)
 
     def test_1_when_a_server_fails(self, cloud: Cloud, bulkstop: Bulkstop) -> None:
         mock = cloud(
@@ -434,7 +466,7 @@ def interrupted(
     mock = StandaloneMock(tmp, "--fleet", str(fleet_file), "--latency", "0.01")
     try:
         report_path = tmp / "report.json"
-        run = mock.start(
+        run = mock.spawn_bulkstop(
             *("stop", "--all", "--yes", "--quiet", "--report", str(report_path)),
             *("--rate", SIGNAL_RATE, "--concurrency", SIGNAL_CONCURRENCY),
             cwd=tmp,

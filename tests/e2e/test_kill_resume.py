@@ -85,7 +85,7 @@ def selection(mock: StandaloneMock) -> Selection:
 def start_stop(mock: StandaloneMock, work: Path) -> subprocess.Popen[str]:
     """``bulkstop stop`` of the tagged servers, report and journal in ``work``."""
     work.mkdir()
-    return mock.start(
+    return mock.spawn_bulkstop(
         *("stop", "--tag", TAG, *mock.projects, "--rate", RATE, "--concurrency", "8"),
         *("--yes", "--quiet", "--report", "run.json"),
         cwd=work,
@@ -201,7 +201,7 @@ def test_a_second_signal_cuts_the_grace_short_and_resume_credits_the_hung_stops(
         *("--fleet", str(tmp_path / "fleet.json"), "--faults-file", str(tmp_path / "faults.json")),
     )
     try:
-        run = mock.start(
+        run = mock.spawn_bulkstop(
             "stop", "--tag", TAG, "--yes", "--quiet", "--report", "r.json", cwd=tmp_path
         )
         wait_for(lambda: len(mock.requests()) == len(servers), "every stop sent")

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from api_runner import Runner
 from multidict import CIMultiDict
 
 from bulkstop.mockcloud import MockCloud, MockConfig
+from bulkstop.testing import mock_cloud as mock_cloud_of
 
 #: The ``mock_cloud`` fixture's fleet.
 FIXTURE_CONFIG: Final = MockConfig(servers=200, projects=2, seed=1, transition_delay=0.1)
@@ -35,24 +37,19 @@ FIXTURE_CONFIG: Final = MockConfig(servers=200, projects=2, seed=1, transition_d
 @pytest.fixture
 async def mock_cloud() -> AsyncIterator[MockCloud]:
     """A running mock cloud: 200 servers over 2 projects (seed 1), 0.1 s transitions."""
-    async with MockCloud(FIXTURE_CONFIG) as mock:
+    async with mock_cloud_of(FIXTURE_CONFIG) as mock:
         yield mock
 
 
 @pytest.fixture
 async def make_mock_cloud() -> AsyncIterator[Callable[..., Awaitable[MockCloud]]]:
     """A factory of running mock clouds: ``await make_mock_cloud(config)`` or ``(**options)``."""
-    started: list[MockCloud] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def make(config: MockConfig | None = None, **options: Any) -> MockCloud:
-        mock = MockCloud(config or MockConfig(**options))
-        await mock.start()
-        started.append(mock)
-        return mock
+        async def make(config: MockConfig | None = None, **options: Any) -> MockCloud:
+            return await stack.enter_async_context(mock_cloud_of(config, **options))
 
-    yield make
-    for mock in started:
-        await mock.aclose()
+        yield make
 
 
 @pytest.fixture

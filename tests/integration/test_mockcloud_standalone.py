@@ -14,6 +14,8 @@ import aiohttp
 import pytest
 from processes import child_env
 
+from bulkstop.testing import mock_cloud_process
+
 STARTUP_TIMEOUT: Final = 20.0
 
 
@@ -98,3 +100,27 @@ def test_bad_fleet_file_is_a_usage_error(tmp_path: Path) -> None:
     _, stderr = process.communicate(timeout=STARTUP_TIMEOUT)
     assert process.returncode == 2
     assert "malformed fleet" in stderr
+
+
+def test_mock_cloud_process_serves_never_scheduled_servers_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    """bulkstop.testing's subprocess form: credentials, fleet and journal over HTTP."""
+    args = ("--servers", "40", "--projects", "1", "--seed", "4")
+    with (
+        mock_cloud_process(*args, env=child_env()) as plain,
+        mock_cloud_process(*args, "--never-scheduled", "0.25", env=child_env()) as asked,
+    ):
+        before, after = plain.servers(), asked.servers()
+        assert all(s["host"] is not None for s in before)
+        unscheduled = [s for s in after if s["host"] is None]
+        assert unscheduled and all(s["vm_state"] == "error" for s in unscheduled)
+        # Everything else is the same fleet.
+        kept = {s["id"] for s in after} - {s["id"] for s in unscheduled}
+        assert [s for s in before if s["id"] in kept] == [s for s in after if s["id"] in kept]
+        env = asked.os_env()
+        assert env["OS_AUTH_URL"] == asked.info["auth_url"]
+        assert env["OS_PROJECT_ID"] == asked.info["project_ids"][0]
+        asked.write_clouds_yaml(tmp_path / "clouds.yaml")
+        assert asked.info["auth_url"] in (tmp_path / "clouds.yaml").read_text()
+        assert asked.requests() == []  # the admin calls are not in it

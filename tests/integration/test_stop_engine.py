@@ -22,13 +22,16 @@ import anyio
 import pytest
 from api_runner import FAST_RETRY, REQUEST_TIMEOUT, Runner, run_options
 from fleets import TAG, TAGGED, fleet, pid, server, sid
+from multidict import MultiDict, MultiMapping
 
 from bulkstop.errors import UnsafeCloudError
 from bulkstop.execute.engine import Observer, Plan
 from bulkstop.execute.gate import RetryPolicy
 from bulkstop.mockcloud import Faults, MockCloud, Trigger
-from bulkstop.mockcloud import compute as mock_compute
+from bulkstop.mockcloud import filters as mock_filters
 from bulkstop.mockcloud.config import Flavour
+from bulkstop.mockcloud.filters import Listing
+from bulkstop.mockcloud.records import Version
 from bulkstop.models import Outcome, ServerResult
 from bulkstop.record.report import Report
 from bulkstop.runner import RunRequest
@@ -148,8 +151,12 @@ OUTCOME_FLEET: Final = (
     ),
     (server("keep", tags=(TAG, "keep-on")), Outcome.EXCLUDED, "tag keep-on"),
     (server("protected", "p1", tags=(TAG, PROTECT_TAG)), Outcome.EXCLUDED, f"tag {PROTECT_TAG}"),
-    # Never scheduled: Nova answers 409 "is not ready"; no state will make it stoppable.
-    (server("not-ready", host=None), Outcome.SKIPPED, "not ready: never scheduled"),
+    # Never scheduled: Nova answers 409 "is not ready"; nothing runs, so nothing to stop.
+    (
+        server("not-ready", vm_state="error", host=None),
+        Outcome.SKIPPED,
+        "not ready: never scheduled",
+    ),
     # Deleted by someone between the listing and the stop: a 404 at stop time.
     (server("vanishing", "p1"), Outcome.NOT_FOUND, "the cloud does not know it"),
 )
@@ -217,6 +224,7 @@ class TestOutcomes:
             assert sent.request_id is not None and sent.request_id.startswith("req-")
         conflict, missing = results["not-ready"], results["vanishing"]
         assert (conflict.http_status, missing.http_status) == (409, 404)
+        assert conflict.attempts == 1
         codes = {"nova": ("conflictingRequest", "itemNotFound"), "huawei": ("BMS.9999",) * 2}
         assert conflict.error is not None and missing.error is not None
         assert (conflict.error.code, missing.error.code) == codes[flavour]
@@ -509,7 +517,13 @@ class TestSelection:
     ) -> None:
         # A cloud (or gateway) that ignores tag filters yet returns tags: the records are
         # re-checked, so only tagged servers are stopped. The mock has no option for this.
-        monkeypatch.setattr(mock_compute, "TAGS_VERSION", (2, 999))
+        listing = mock_filters.listing
+
+        def ignoring_tags(query: MultiMapping[str], version: Version, *, admin: bool) -> Listing:
+            kept = MultiDict((k, v) for k, v in query.items() if k not in mock_filters.TAG_FILTERS)
+            return listing(kept, version, admin=admin)
+
+        monkeypatch.setattr(mock_filters, "listing", ignoring_tags)
         mock = await make_mock_cloud(
             fleet=fleet(
                 server("tagged"), server("other", tags=("env=prod",)), server("none", tags=())

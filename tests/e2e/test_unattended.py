@@ -293,7 +293,7 @@ class TestSignalsAndRetries:
                 *("stop", "--all", "--yes", "--quiet", "--report", str(tmp_path / "n.json")),
                 *("--rate", "5", "--resume-unfinished", "--notify", f"{receiver.url}/hook/x"),
             )
-            run = mock.start(*command, cwd=tmp_path)
+            run = mock.spawn_bulkstop(*command, cwd=tmp_path)
             try:
                 wait_for(lambda: len(mock.requests()) >= 3 or run.poll() is not None, "stops")
                 run.send_signal(signal.SIGTERM)
@@ -306,11 +306,11 @@ class TestSignalsAndRetries:
             (note,) = receiver.json_posts("/hook/")
             assert note["exit_code"] == EXIT_INTERRUPTED and note["rail"] == "interrupted"
             # Another command line must not take over this job's run (here: a --tag instead).
-            other = mock.start(*command[:1], "--tag", "x", *command[2:], cwd=tmp_path)
+            other = mock.spawn_bulkstop(*command[:1], "--tag", "x", *command[2:], cwd=tmp_path)
             _, stderr = other.communicate(timeout=PROCESS_TIMEOUT)
             assert other.returncode == EXIT_USAGE and "another command line" in stderr
             # The scheduler retries the same command: it finishes the interrupted run.
-            retry = mock.start(*command, cwd=tmp_path)
+            retry = mock.spawn_bulkstop(*command, cwd=tmp_path)
             _, stderr = retry.communicate(timeout=PROCESS_TIMEOUT)
             assert retry.returncode == EXIT_OK, stderr
             report = read_report(str(tmp_path / "n.json"))
@@ -319,7 +319,7 @@ class TestSignalsAndRetries:
             assert sum(mock.accepted().values()) == 30 and max(mock.accepted().values()) == 1
             # The next night: the run finished, so the same command starts a new one.
             wait_for(mock.settled, "every stop to complete")
-            tomorrow = mock.start(*command, cwd=tmp_path)
+            tomorrow = mock.spawn_bulkstop(*command, cwd=tmp_path)
             _, stderr = tomorrow.communicate(timeout=PROCESS_TIMEOUT)
             assert tomorrow.returncode == EXIT_OK, stderr
             report = read_report(str(tmp_path / "n.json"))

@@ -58,7 +58,9 @@ deadline, a moment which has likely passed) unless they are given again.
 
 Errors: :class:`~bulkstop.errors.ParameterError` (naming the parameter) before anything is
 sent, the rest of :mod:`bulkstop.errors` as the CLI's exit codes describe; a server that fails
-is a result in the report, never an exception.
+is a result in the report, never an exception. A run whose journal or report the disk refused
+raises :class:`~bulkstop.errors.RecordError` at its end, with the run's :class:`RunResult` as
+its ``result`` (resume from its ``journal_path`` once the disk is fixed).
 """
 
 from __future__ import annotations
@@ -70,13 +72,15 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, Unpack
 
 import anyio
+import anyio.to_thread
 
 from bulkstop import arguments
 from bulkstop.arguments import FreshParams, PathArg, ResumeParams, SelectParams, StopParams
 from bulkstop.cloud.auth import AuthSettings
-from bulkstop.cloud.http import DEFAULT_REQUEST_TIMEOUT, open_compute
-from bulkstop.errors import ParameterError
+from bulkstop.cloud.http import open_compute
+from bulkstop.errors import ParameterError, RecordError
 from bulkstop.execute.engine import Observer
+from bulkstop.limits import DEFAULT_REQUEST_TIMEOUT
 from bulkstop.models import Action, Outcome
 from bulkstop.record.journal import JournalState, read_journal
 from bulkstop.record.report import Report, exit_code, read_report, render_summary
@@ -235,9 +239,12 @@ async def _act(action: Action, params: SelectParams | StopParams) -> RunResult:
     """:func:`stop` and :func:`start`: a selection from the parameters, then the run."""
     given: Mapping[str, Any] = params
     if given.get("plan") is not None:
-        selector, projects = arguments.from_plan(action, given)
+        read = functools.partial(arguments.from_plan, action, given)
     else:
-        selector, projects = arguments.from_criteria(given)
+        read = functools.partial(arguments.from_criteria, given)
+    # Files are read off the event loop: a FIFO without a writer, or a slow pipe on standard
+    # input, must leave the run cancellable (Ctrl-C is exit 130, not a hang).
+    selector, projects = await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
     return await _perform(action, selector, projects, given)
 
 
@@ -270,16 +277,21 @@ async def _perform(
         resume=resumed,
         command=tuple(params.get("command", ())),
     )
-    result = await run_request(
-        request,
-        auth=arguments.auth_settings(params, tuple(projects), all_projects=selector.all_projects),
-        request_timeout=request_timeout,
-        observer=params.get("observer"),
-        confirm=params.get("confirm"),
-        handle_signals=params.get("handle_signals", False),
-    )
-    return RunResult(
-        report=result,
-        report_path=report_path,
-        journal_path=None if options.dry_run else journal_path,
-    )
+    kept = None if options.dry_run else journal_path
+    try:
+        result = await run_request(
+            request,
+            auth=arguments.auth_settings(
+                params, tuple(projects), all_projects=selector.all_projects
+            ),
+            request_timeout=request_timeout,
+            observer=params.get("observer"),
+            confirm=params.get("confirm"),
+            handle_signals=params.get("handle_signals", False),
+        )
+    except RecordError as exc:
+        # The run ended but is on record only in part: its result says where to resume from.
+        if isinstance(exc.report, Report):
+            exc.result = RunResult(report=exc.report, report_path=report_path, journal_path=kept)
+        raise
+    return RunResult(report=result, report_path=report_path, journal_path=kept)

@@ -135,3 +135,11 @@ class RecordError(BulkstopError):
     """
 
     exit_code: ClassVar[int] = EXIT_RECORD
+
+    def __init__(self, message: str, *, report: object | None = None) -> None:
+        super().__init__(message)
+        #: The run's report as far as it was built (the runner's ``Report``), for the summary.
+        self.report = report
+        #: Set by :mod:`bulkstop.api`: the run's ``RunResult`` (that report, and where the
+        #: journal to resume from is), so that a caller can say how to finish the run.
+        self.result: object | None = None

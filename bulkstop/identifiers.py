@@ -4,6 +4,14 @@ Server ids end up in URL paths (``/servers/{id}/action``): a value that is not a
 point a request at another resource (``../``, ``?``, ``%2F``...), so only UUIDs pass. Each
 validator returns the canonical form or raises :class:`ValueError` with a short, quoted reason;
 callers that know a file and line wrap it in :class:`~bulkstop.errors.InputError`.
+
+This is the one boundary where outside data becomes an identifier:
+
+* what a user typed (ID files, standard input): :func:`validate_server_id` (forgiving: spaces
+  around it and the bare 32-digit form are fine) and :func:`validate_project_id`;
+* what a machine wrote (the cloud's records, and bulkstop's own plans, journals and reports):
+  :func:`record_server_id` (strict: exactly a dashed UUID, nothing trimmed) and
+  :func:`record_project_id`; a cloud's job ids: :func:`validate_job_id`.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ _UUID_DASHED: Final = re.compile(f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4
 _UUID_BARE: Final = re.compile(f"{_HEX}{{32}}")
 #: Keystone ids are usually 32 lower-case hex digits; other deployments use other slugs.
 _PROJECT_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+#: A job id we put in a URL: ASCII letters, digits and dashes.
+_JOB_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 #: Nova's tag schema: 1-60 characters, none of them ',' or '/'.
 MAX_TAG_LENGTH: Final = 60
 _TAG_FORBIDDEN: Final = frozenset(",/")
@@ -45,6 +55,36 @@ def validate_server_id(value: str) -> str:
         bare = candidate.lower()
         return f"{bare[:8]}-{bare[8:12]}-{bare[12:16]}-{bare[16:20]}-{bare[20:]}"
     raise ValueError(f"not a server id (expected a UUID): {shown(value)}")
+
+
+def record_server_id(value: object) -> str:
+    """The canonical (lower-case) id of a server in a machine-written record.
+
+    Exactly a dashed UUID in any case, nothing trimmed: ``" <uuid>"`` is not ``<uuid>``, and
+    ``..`` or ``x/../<uuid>`` are not server ids at all (:class:`ValueError`). Upper-case copies
+    of one UUID give the same id: they are one server.
+    """
+    if isinstance(value, str) and _UUID_DASHED.fullmatch(value):
+        return value.lower()
+    raise ValueError(f"not a server id (expected a UUID): {shown(str(value))}")
+
+
+def record_project_id(value: object) -> str:
+    """A project id in a machine-written record: ``""`` (not given) or a valid project id."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        return validate_project_id(value)
+    raise ValueError(f"not a project id: {shown(str(value))}")
+
+
+def validate_job_id(value: object) -> str:
+    """A job id from a cloud's answer (Huawei's ``job_id``), returned unchanged so that it can go
+    into ``/jobs/{job_id}``: 1-64 ASCII letters, digits and dashes, starting with a letter or
+    digit (Huawei's are 32 hex digits); else :class:`ValueError`."""
+    if isinstance(value, str) and _JOB_ID.fullmatch(value):
+        return value
+    raise ValueError(f"not a job id: {shown(str(value))}")
 
 
 def validate_project_id(value: str) -> str:

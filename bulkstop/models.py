@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from bulkstop.identifiers import record_project_id, record_server_id
+
 #: vm_states from which Nova accepts os-stop.
 STOPPABLE_VM_STATES: Final = frozenset({"active", "error"})
 #: vm_state of a server that is already off.
@@ -94,13 +96,18 @@ class Server:
 
     @classmethod
     def from_api(cls, record: Mapping[str, Any], *, project_id: str | None = None) -> Server:
-        """Build from a Nova ``/servers/detail`` record; tolerant of missing optional fields."""
+        """Build from a Nova ``/servers/detail`` record; tolerant of missing optional fields.
+
+        Raises :class:`ValueError` when the id is not exactly a UUID or the project id is not
+        a project id (see :func:`~bulkstop.identifiers.record_server_id`): such a record is
+        not a server bulkstop may send anything for.
+        """
         tags = record.get("tags")
         metadata = record.get("metadata")
         power = record.get("OS-EXT-STS:power_state")
         return cls(
-            id=str(record["id"]),
-            project_id=str(record.get("tenant_id") or project_id or ""),
+            id=record_server_id(record["id"]),
+            project_id=record_project_id(record.get("tenant_id") or project_id),
             name=str(record.get("name") or ""),
             status=str(record.get("status") or ""),
             vm_state=record.get("OS-EXT-STS:vm_state"),
@@ -145,6 +152,9 @@ class ServerPage:
 
     servers: tuple[Server, ...]
     next_marker: str | None
+    #: Records of the page that were not servers bulkstop can act on (an id that is not
+    #: exactly a UUID): dropped, never merged with another record, and counted.
+    dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

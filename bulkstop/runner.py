@@ -21,24 +21,22 @@ import signal
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import anyio
 
 from bulkstop.cloud.base import ComputeAPI
-from bulkstop.errors import BulkstopError, RefusedError
+from bulkstop.errors import BulkstopError, RecordError, RefusedError
 from bulkstop.execute.engine import Engine, Observer, Observers, Plan, RunOptions, first_run_error
+from bulkstop.limits import DEFAULT_GRACE
 from bulkstop.models import INTERRUPTED
 from bulkstop.plan.rails import check_caps
 from bulkstop.record.journal import Journal, JournalState
-from bulkstop.record.report import Report, check_writable, write_report
+from bulkstop.record.report import Report, check_writable, refuse_foreign_link, write_report
 from bulkstop.record.resume import adopt, merge
 from bulkstop.record.timeline import Timeline
 from bulkstop.select.selector import Selector
 from bulkstop.timespec import utc_now
-
-#: Seconds requests in flight may take to finish after the first interruption.
-DEFAULT_GRACE: Final = 10.0
 
 Confirm = Callable[[Plan], Awaitable[bool]]
 
@@ -96,6 +94,8 @@ async def run(
     started = utc_now()
     if request.report_path not in (None, "-"):
         check_writable(request.report_path)
+    if request.journal_path is not None:
+        refuse_foreign_link(request.journal_path, "journal")
     journal = None
     if request.journal_path is not None and not request.options.dry_run:
         journal = Journal(request.journal_path)
@@ -141,6 +141,8 @@ async def run(
             finally:
                 if journal is not None:
                     journal.close(halted_by=engine.halted)
+    if journal is not None and journal.failed is not None:
+        raise RecordError(f"could not write {journal.failed}", report=report)
     return report
 
 
@@ -169,7 +171,15 @@ def _publish(
     if request.resume is not None:
         report = merge(report, request.resume)
     if request.report_path is not None:
-        write_report(report, request.report_path)
+        try:
+            write_report(report, request.report_path)
+        except OSError as exc:
+            where = request.journal_path or (request.resume and request.resume.path)
+            kept = f"; the journal {where} has the run" if where else ""
+            raise RecordError(
+                f"could not write the report {request.report_path}: {exc.strerror or exc}{kept}",
+                report=report,
+            ) from None
     return report
 
 
@@ -226,6 +236,7 @@ def _selection(request: RunRequest, plan: Plan) -> dict[str, Any]:
         "projects": list(plan.scopes),
         "listed": plan.listed,
         "rechecked_out": plan.rechecked_out,
+        "dropped_records": plan.dropped_records,
     }
 
 

@@ -7,9 +7,15 @@ before the normal rules apply). Integration tests use the real mock cloud instea
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import heapq
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import anyio
+import anyio.lowlevel
 
 from bulkstop.models import (
     STOPPABLE_VM_STATES,
@@ -39,6 +45,72 @@ class FakeClock:
         import anyio
 
         await anyio.lowlevel.checkpoint()
+
+
+class SharedClock:
+    """A fake clock for tasks that sleep at the same time: each sleep wakes at its own moment.
+
+    :class:`FakeClock` moves time by every sleep of every task, so two tasks sleeping at once
+    add their sleeps up (a 300 s wait of one jumps the other 300 s ahead). Here a sleep only
+    waits: time stands still while any task can run, and once every task is blocked,
+    :meth:`run` (started beside the code under test, cancelled after it) moves the clock to the
+    earliest wake-up and wakes the sleepers due then. asyncio only.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+        self._due: list[tuple[float, int, anyio.Event]] = []
+        self._order = itertools.count()
+        self._cancelled: set[int] = set()
+        self._asleep = anyio.Event()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if seconds <= 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        woken, order = anyio.Event(), next(self._order)
+        heapq.heappush(self._due, (self.now + seconds, order, woken))
+        self._asleep.set()
+        try:
+            await woken.wait()
+        except BaseException:
+            self._cancelled.add(order)  # a cancelled sleep must not move time
+            raise
+
+    async def run(self) -> None:
+        """Move time from one wake-up to the next whenever every other task is blocked."""
+        while True:
+            await _all_blocked()
+            while self._due and self._due[0][1] in self._cancelled:
+                self._cancelled.discard(heapq.heappop(self._due)[1])
+            if not self._due:
+                self._asleep = anyio.Event()
+                await self._asleep.wait()
+                continue
+            self.now = max(self.now, self._due[0][0])
+            while self._due and self._due[0][0] <= self.now:
+                _, order, woken = heapq.heappop(self._due)
+                self._cancelled.discard(order)
+                woken.set()
+
+
+async def _all_blocked() -> None:
+    """Return once every other task waits on something (``anyio.wait_all_tasks_blocked``
+    without its 0.1 s naps, which would make a long fake wait slow)."""
+    me = asyncio.current_task()
+
+    def runnable(task: asyncio.Task[object]) -> bool:
+        waiter = task._fut_waiter  # type: ignore[attr-defined]
+        return task is not me and (waiter is None or waiter.done())
+
+    # No event says "every task is blocked": looking at the tasks is the only way to know.
+    while any(runnable(task) for task in asyncio.all_tasks()):  # noqa: ASYNC110
+        await asyncio.sleep(0)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from typing import Any, Final
 import click
 
 from bulkstop.cli import log
+from bulkstop.cli.console import interrupted
 
 #: Command name → ``module:attribute`` of its click command, imported on first use.
 COMMANDS: Final = {
@@ -76,6 +77,14 @@ class LazyGroup(click.Group):
             log.event("aborted", level="error", message="aborted", exit_code=1)
             sys.exit(1)
         sys.exit(0)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; Ctrl-C before a run owns the signals (an ID file that is a FIFO
+        waiting for its writer, a prompt) is exit 130 and one line, not click's "Aborted!"."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
 
 
 @click.group(

@@ -19,7 +19,7 @@ from bulkstop import api
 from bulkstop.api import RunResult
 from bulkstop.arguments import SELECTION_PARAMS
 from bulkstop.cli import log
-from bulkstop.cli.console import cli_words, fail, run_async
+from bulkstop.cli.console import cli_words, fail, run_async, say_error
 from bulkstop.cli.log import JsonProgress
 from bulkstop.cli.options import action_options, default_report_path, refuse_selection
 from bulkstop.cli.progress import Progress, shown
@@ -33,7 +33,7 @@ from bulkstop.cli.recovery import (
 )
 from bulkstop.cli.unattended import after_run
 from bulkstop.cloud.auth import AuthSettings
-from bulkstop.errors import BulkstopError, UsageError
+from bulkstop.errors import BulkstopError, RecordError, UsageError
 from bulkstop.execute.engine import Plan
 from bulkstop.models import Action
 from bulkstop.record.journal import JournalState, journal_path_for
@@ -116,12 +116,16 @@ def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | 
             fail(exc)
         log.event("run_start", action=action.verb, dry_run=params["dry_run"], **_described(call))
         confirm = None if params["yes"] else functools.partial(_confirm, action)
-        result = run_async(
+        result, unrecorded = run_async(
             functools.partial(_run, call, progress=_progress(action, params), confirm=confirm),
             last_words=ending.last_words,
         )
         ending.report = result.report
-        _print_summary(result, action.verb)
+        _print_summary(result, action.verb, unrecorded)
+        if unrecorded is not None:
+            # Metrics and notifications say 5 and why, as the error line does.
+            ending.error = unrecorded
+            sys.exit(unrecorded.exit_code)
         sys.exit(result.exit_code)
 
 
@@ -134,7 +138,7 @@ def _check_confirmable(action: Action, params: dict[str, Any]) -> None:
             f"refusing to {action.verb} servers without confirmation: JSON log mode never "
             "prompts; pass --yes (or --dry-run to look first)"
         )
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+    if not (sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()):
         raise UsageError(
             f"refusing to {action.verb} servers without confirmation: there is no terminal "
             "to ask on; pass --yes (or --dry-run to look first)"
@@ -152,20 +156,29 @@ def _progress(action: Action, params: dict[str, Any]) -> Progress | JsonProgress
 
 async def _run(
     call: LibraryCall, *, progress: Progress | JsonProgress | None, confirm: Confirm | None
-) -> RunResult:
+) -> tuple[RunResult, RecordError | None]:
+    """The library call, with a run that could not be fully recorded returned, not raised:
+    its :class:`RunResult` (the summary, the journal to resume) rides on the RecordError."""
     async with shown(progress):
-        return await call(observer=progress, confirm=confirm, handle_signals=True)
+        try:
+            return await call(observer=progress, confirm=confirm, handle_signals=True), None
+        except RecordError as exc:
+            if not isinstance(exc.result, RunResult):
+                raise
+            return exc.result, exc
 
 
-def _print_summary(result: RunResult, verb: str) -> None:
-    """The summary, where the report is, and how to finish a halted run."""
-    hint = resume_hint(result, verb)
+def _print_summary(result: RunResult, verb: str, unrecorded: RecordError | None) -> None:
+    """The summary, where the report is, and how to finish a halted run; for a run that went on
+    record only in part (``unrecorded``), what failed and how to finish it once that is fixed."""
+    report_path = result.report_path if unrecorded is None else None
+    hint = resume_hint(result, verb) if unrecorded is None else _finish_hint(result, verb)
     if log.is_json():
         report = result.report
         document = report.to_dict()
         log.event(
             "summary",
-            level="info" if result.exit_code == 0 else "warning",
+            level="info" if result.exit_code == 0 and unrecorded is None else "warning",
             action=report.action,
             dry_run=report.dry_run,
             duration=round((report.finished_at - report.started_at).total_seconds(), 3),
@@ -173,17 +186,29 @@ def _print_summary(result: RunResult, verb: str) -> None:
             requests=dict(report.requests),
             **document["summary"],
             projects=document["projects"],
-            exit_code=result.exit_code,
-            report_path=result.report_path,
+            exit_code=result.exit_code if unrecorded is None else unrecorded.exit_code,
+            report_path=report_path,
             journal_path=result.journal_path,
             hint=hint,
         )
-        return
-    click.echo(cli_words(result.summary), err=True)
-    if result.report_path not in (None, "-"):
-        click.echo(f"report: {result.report_path}", err=True)
-    if hint:
+    else:
+        click.echo(cli_words(result.summary), err=True)
+        if report_path not in (None, "-"):
+            click.echo(f"report: {report_path}", err=True)
+    if unrecorded is not None:
+        say_error(unrecorded)
+    if hint and not log.is_json():
         click.echo(hint, err=True)
+
+
+def _finish_hint(result: RunResult, verb: str) -> str | None:
+    """How to finish a run whose journal or report the disk refused."""
+    if result.journal_path is None:
+        return None
+    return (
+        f"journal: {result.journal_path}\nonce the disk is fixed, finish with: "
+        f"bulkstop {verb} --resume {result.journal_path}"
+    )
 
 
 def _library_call(action: Action, params: dict[str, Any], *, stop_type: str | None) -> LibraryCall:

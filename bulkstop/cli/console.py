@@ -10,8 +10,10 @@ import gc
 import importlib.util
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping
+from types import FrameType
 from typing import Any, Final, NoReturn, TypeVar
 
 import anyio
@@ -19,8 +21,12 @@ import anyio
 from bulkstop.cli import log
 from bulkstop.cli.options import flag_of
 from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError, ParameterError
+from bulkstop.redaction import redact
 
 T = TypeVar("T")
+#: Told the exit code, and the error (None: an interruption), by a command about to leave at
+#: once with :func:`os._exit` (see :meth:`bulkstop.cli.unattended.Ending.last_words`).
+LastWords = Callable[[int, BulkstopError | None], None]
 
 #: Collector thresholds while a command runs. A fan-out allocates about a hundred short-lived
 #: objects per request while the plan (every selected server) lives for the whole run; at
@@ -80,48 +86,103 @@ def cli_words(text: str) -> str:
 
 
 def message_of(error: BulkstopError) -> str:
-    """An error as the command line tells it (a parameter named by its flag)."""
-    return cli_words(error.naming(flag_of) if isinstance(error, ParameterError) else str(error))
+    """An error as the command line tells it, on its error line and in its notification alike:
+    a parameter named by its flag, library words as flags, credentials in URLs masked."""
+    message = error.naming(flag_of) if isinstance(error, ParameterError) else str(error)
+    return redact(cli_words(message))
+
+
+def say_error(error: BulkstopError) -> None:
+    """The one line that reports ``error`` (an ``error`` event in JSON log mode)."""
+    log.say(
+        "error", f"bulkstop: error: {message_of(error)}", level="error", exit_code=error.exit_code
+    )
 
 
 def fail(error: BulkstopError) -> NoReturn:
     """Print a one-line error and exit with its code."""
-    log.say(
-        "error", f"bulkstop: error: {message_of(error)}", level="error", exit_code=error.exit_code
-    )
+    say_error(error)
     sys.exit(error.exit_code)
 
 
 def run_async(
     main: Callable[[], Coroutine[Any, Any, T]],
     *,
-    last_words: Callable[[int], None] | None = None,
+    last_words: LastWords | None = None,
 ) -> T:
     """Run a coroutine with bulkstop's error handling (and collector thresholds) around it.
 
-    ``last_words`` is called with the exit code before an interruption leaves at once, which
-    skips every ``finally`` (the end-of-run metrics and notifications use it).
+    ``last_words`` is called before the process leaves at once (an interruption, a Keystone
+    thread abandoned), which skips every ``finally``: the end-of-run metrics and notifications.
     """
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
+    previous_term = signal.signal(signal.SIGTERM, _terminated)
+    _occupy_closed_standard_fds()
     try:
         return anyio.run(main, backend_options={"use_uvloop": use_uvloop()})
     except BulkstopError as exc:
+        if _abandoned_a_thread():
+            # A Keystone exchange abandoned at its timeout still holds a worker thread, and
+            # interpreter shutdown would wait for it: say so and leave at once.
+            say_error(exc)
+            _leave(exc.exit_code, exc, last_words)
         fail(exc)
     except KeyboardInterrupt:
         # Only reached before anything was sent (once dispatch starts, the runner owns SIGINT).
-        # A worker thread may still be blocked (the confirmation prompt, a Keystone call), and
-        # interpreter shutdown would wait for it: leave at once instead.
-        log.say(
-            "interrupted",
-            "bulkstop: interrupted; nothing was sent",
-            level="warning",
-            exit_code=EXIT_INTERRUPTED,
-        )
-        if last_words is not None:
-            last_words(EXIT_INTERRUPTED)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
+        interrupted(last_words)
     finally:
         gc.set_threshold(*previous)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def _occupy_closed_standard_fds() -> None:
+    """Put ``/dev/null`` on a closed standard descriptor (``bulkstop ... <&-``).
+
+    Otherwise the event loop's own descriptors land on 0-2, and uvloop aborts the process when
+    it closes one of them. ``sys.stdin`` stays ``None``: reading ``-`` is still refused.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def interrupted(last_words: LastWords | None = None) -> NoReturn:
+    """Ctrl-C or SIGTERM before anything was sent: one line, ``last_words``, exit 130.
+
+    A worker thread may still be blocked (the confirmation prompt, a Keystone call), and
+    interpreter shutdown would wait for it: leave at once instead.
+    """
+    log.say(
+        "interrupted",
+        "bulkstop: interrupted; nothing was sent",
+        level="warning",
+        exit_code=EXIT_INTERRUPTED,
+    )
+    _leave(EXIT_INTERRUPTED, None, last_words)
+
+
+def _leave(code: int, error: BulkstopError | None, last_words: LastWords | None) -> NoReturn:
+    """Tell how the run ended (``last_words``), flush, and exit at once with ``code``."""
+    if last_words is not None:
+        last_words(code, error)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _abandoned_a_thread() -> bool:
+    """A Keystone exchange was abandoned at its timeout (see ``cloud.auth.ABANDONED``); looked
+    up without importing keystoneauth1 into commands that never load it."""
+    auth = sys.modules.get("bulkstop.cloud.auth")
+    return auth is not None and bool(auth.ABANDONED.is_set())
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM before the runner watches signals (resolving, listing) is a Ctrl-C too."""
+    raise KeyboardInterrupt

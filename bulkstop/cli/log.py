@@ -28,6 +28,7 @@ from bulkstop.cli.progress import LOG_INTERVAL
 from bulkstop.execute.engine import Observer, Plan
 from bulkstop.models import ServerResult
 from bulkstop.plan.rails import Batch
+from bulkstop.redaction import redact
 from bulkstop.timespec import format_time, utc_now
 
 FORMATS: Final = ("text", "json")
@@ -102,7 +103,8 @@ def event(name: str, *, level: str = "info", **fields: Any) -> None:
     """A JSON line in JSON mode; nothing in text mode (the text says it differently)."""
     if is_json():
         record = {"ts": format_time(utc_now()), "level": level, "event": name, **fields}
-        sys.stderr.write(json.dumps(record, default=str) + "\n")
+        # Credentials in any URL a field carries are masked, as on every text line.
+        sys.stderr.write(redact(json.dumps(record, default=str)) + "\n")
         sys.stderr.flush()
 
 

@@ -10,17 +10,17 @@ from urllib.parse import urlsplit
 import click
 
 from bulkstop.cli import log
-from bulkstop.cloud.http import DEFAULT_REQUEST_TIMEOUT
 from bulkstop.errors import UsageError
-from bulkstop.execute.engine import DEFAULT_CONCURRENCY, DEFAULT_RATE, DEFAULT_WAIT_TIMEOUT
+from bulkstop.execute.engine import DEFAULT_CONCURRENCY, DEFAULT_RATE
 from bulkstop.execute.gate import DEFAULT_MAX_ATTEMPTS
 from bulkstop.identifiers import validate_project_id, validate_tag
+from bulkstop.limits import DEFAULT_REQUEST_TIMEOUT, DEFAULT_WAIT_TIMEOUT, MAX_ID_FILE_BYTES
 from bulkstop.models import Action
 from bulkstop.plan.rails import MIN_FINISHED_FOR_PERCENT, ErrorBudget
 from bulkstop.record.notify import FORMATS as NOTIFY_FORMATS
-from bulkstop.record.notify import redact_url
 from bulkstop.record.planfile import DEFAULT_PLAN_MAX_AGE
 from bulkstop.record.runend import METRIC_LABELS
+from bulkstop.redaction import redact, redact_url
 from bulkstop.timespec import parse_duration, utc_now
 
 T = TypeVar("T")
@@ -94,6 +94,14 @@ def _validated(kind: str, check: Callable[[str], str]) -> Callable[..., tuple[st
     return callback
 
 
+def _endpoint_url(value: str) -> str:
+    """An ``--endpoint`` that is an http(s) URL at all (ValueError names what is wrong)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {redact(value)}")
+    return value
+
+
 def _parsed(parse: Callable[[str], T]) -> Callable[..., T | None]:
     """A click callback that turns a parser's ValueError into a usage error."""
 
@@ -139,6 +147,7 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
             click.option(
                 "--endpoint",
                 metavar="URL",
+                callback=_parsed(_endpoint_url),
                 help="Compute endpoint instead of the catalog's; '{project_id}' in it "
                 "is replaced by each project id.",
             ),
@@ -178,7 +187,8 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
                 "--ids-file",
                 metavar="PATH|-",
                 help="Server IDs: text (one per line, '#' comments), CSV with an 'id' "
-                "column (optional 'project_id'), JSON, or a bulkstop report.",
+                "column (optional 'project_id'), JSON, or a bulkstop report; at most "
+                f"{MAX_ID_FILE_BYTES >> 20} MiB.",
             ),
             click.option(
                 "--only",

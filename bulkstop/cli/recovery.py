@@ -21,7 +21,7 @@ from bulkstop.cli.options import SECRET_URL_FLAGS, SELECTION_FLAGS, refuse_selec
 from bulkstop.errors import UsageError
 from bulkstop.models import INTERRUPTED, Action
 from bulkstop.record.journal import JournalState, journal_path_for, read_journal
-from bulkstop.record.notify import redact_url
+from bulkstop.redaction import redact, redact_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,9 +59,10 @@ class RecordedCommand(click.Command):
 
 
 def command_line() -> tuple[str, ...]:
-    """The current command's arguments after its name (empty outside a RecordedCommand), with
-    the URLs of :data:`~bulkstop.cli.options.SECRET_URL_FLAGS` redacted."""
-    args = list(click.get_current_context().meta.get(_ARGV_KEY, ()))
+    """The current command's arguments after its name (empty outside a RecordedCommand), as the
+    journal records them: credentials in any URL (``--endpoint``) masked, and the URLs of
+    :data:`~bulkstop.cli.options.SECRET_URL_FLAGS` cut to their host."""
+    args = [redact(arg) for arg in click.get_current_context().meta.get(_ARGV_KEY, ())]
     for n, arg in enumerate(args):
         flag, eq, value = arg.partition("=")
         if flag not in SECRET_URL_FLAGS:

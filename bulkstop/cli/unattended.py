@@ -19,11 +19,12 @@ from typing import Any, Final
 
 from bulkstop.cli import log
 from bulkstop.cli.console import message_of
-from bulkstop.errors import EXIT_FAILURES, EXIT_REFUSED, BulkstopError
+from bulkstop.errors import EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_REFUSED, BulkstopError
 from bulkstop.models import INTERRUPTED, Action
-from bulkstop.record.notify import payload, redact_url, send
+from bulkstop.record.notify import payload, send
 from bulkstop.record.report import Report, read_report
 from bulkstop.record.runend import RunEnd
+from bulkstop.redaction import redact_url
 from bulkstop.timespec import utc_now
 
 #: The error of a run interrupted before anything was sent (no report: it never got that far).
@@ -68,6 +69,8 @@ class Ending:
     began_wall: datetime
     report: Report | None = None
     report_path: str | None = None
+    #: An error the body reported without raising it (a run the disk kept off the record).
+    error: BulkstopError | None = None
     told: bool = False
 
     def finish(self, code: int, error: str | None) -> None:
@@ -89,11 +92,12 @@ class Ending:
         )
         tell(end, self.settings)
 
-    def last_words(self, code: int) -> None:
+    def last_words(self, code: int, error: BulkstopError | None) -> None:
         """For a command that must leave at once (``os._exit`` skips :func:`after_run`'s
-        ``finally``): an interruption before anything was sent. A second signal cuts it short."""
+        ``finally``): an interruption before anything was sent (``error`` None), or an error
+        with a Keystone thread abandoned. A second signal cuts it short."""
         with contextlib.suppress(KeyboardInterrupt):
-            self.finish(code, INTERRUPTED_EARLY)
+            self.finish(code, INTERRUPTED_EARLY if error is None else message_of(error))
 
 
 @contextlib.contextmanager
@@ -114,7 +118,12 @@ def after_run(action: Action, params: dict[str, Any]) -> Iterator[Ending]:
         yield ending
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else EXIT_FAILURES
-        error = _error_of(exc)
+        error = _error_of(exc) if ending.error is None else message_of(ending.error)
+        raise
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM outside the coroutine (an ID file that is a FIFO): the command
+        # group says so and exits 130 (see :func:`~bulkstop.cli.console.interrupted`).
+        code, error = EXIT_INTERRUPTED, INTERRUPTED_EARLY
         raise
     except BaseException as exc:
         # A bug of ours still ends the run: tell, then let the traceback out.

@@ -26,11 +26,12 @@ import importlib.util
 import logging
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -43,6 +44,8 @@ from keystoneauth1.identity.base import BaseIdentityPlugin
 from keystoneauth1.identity.v3 import ApplicationCredential
 
 from bulkstop.errors import AuthError, CloudAccessError, ConfigError, EndpointError, UsageError
+from bulkstop.limits import DEFAULT_AUTH_TIMEOUT
+from bulkstop.redaction import redact
 
 
 def _package_version() -> str:
@@ -58,8 +61,6 @@ logging.getLogger("keystoneauth").setLevel(logging.ERROR)
 
 #: How bulkstop introduces itself to Keystone and to the compute API.
 USER_AGENT: Final = f"bulkstop/{_package_version()}"
-#: Seconds one Keystone request may take before the run fails with EndpointError.
-DEFAULT_AUTH_TIMEOUT: Final = 30.0
 #: A token is renewed once less than this many seconds of its lifetime remain...
 RENEW_BEFORE_EXPIRY: Final = 300.0
 #: ...or less than this fraction of its lifetime, whichever comes first...
@@ -220,9 +221,17 @@ class Keystone:
     def load(cls, settings: AuthSettings, *, timeout: float = DEFAULT_AUTH_TIMEOUT) -> Keystone:
         """Read the configuration (clouds.yaml, secure.yaml, ``OS_*``); no network yet.
 
-        Raises ConfigError when the configuration is missing, incomplete or names an unknown
-        cloud or auth type.
+        Raises ConfigError when the configuration is missing, incomplete, malformed (``auth``
+        given as a string, an unknown auth option, an invalid URL) or names an unknown cloud or
+        auth type.
         """
+        try:
+            return cls._load(settings, timeout=timeout)
+        except (ValueError, TypeError, AttributeError, LookupError) as exc:
+            raise _malformed(exc) from exc
+
+    @classmethod
+    def _load(cls, settings: AuthSettings, *, timeout: float) -> Keystone:
         os_config, os_exc = config_loader()
 
         overrides: dict[str, Any] = {
@@ -294,6 +303,8 @@ class Keystone:
             )
         except ks_exc.ClientException as exc:
             raise _translate(exc, auth_url=self.auth_url, where=where) from exc
+        except (ValueError, TypeError) as exc:  # e.g. an auth_url that is not a URL
+            raise _malformed(exc) from exc
 
     def close(self) -> None:
         """Drop the pooled connections to Keystone."""
@@ -363,6 +374,14 @@ class Keystone:
         return str(url).rstrip("/")
 
 
+def _malformed(exc: Exception) -> ConfigError:
+    """The error for a configuration that the loaders choke on (their own exception types)."""
+    return ConfigError(
+        f"cloud configuration cannot be used ({type(exc).__name__}: {redact(str(exc))}); "
+        f"{_HOW_TO_CONFIGURE}"
+    )
+
+
 def _translate(exc: ks_exc.ClientException, *, auth_url: str, where: str) -> CloudAccessError:
     """The bulkstop error for a keystoneauth1 exception (messages never carry secrets)."""
     at = f" at {auth_url}" if auth_url else ""
@@ -429,6 +448,26 @@ class _Slot:
         self.attempts += 1
 
 
+T = TypeVar("T")
+
+#: Set once a Keystone exchange was abandoned at its timeout: its worker thread may still be
+#: blocked, and interpreter shutdown would wait for it (the CLI leaves at once instead).
+ABANDONED: Final = threading.Event()
+
+
+async def bounded(seconds: float, exchange: Callable[[Any], T], argument: Any) -> T:
+    """Run a blocking Keystone exchange in a worker thread, bounded as a whole by ``seconds``.
+
+    keystoneauth1's timeout is per socket read: a Keystone that drips one byte a second never
+    trips it. Past ``seconds`` the thread is abandoned (it ends with its socket) and the run
+    fails with EndpointError.
+    """
+    with anyio.move_on_after(seconds):
+        return await anyio.to_thread.run_sync(exchange, argument, abandon_on_cancel=True)
+    ABANDONED.set()
+    raise EndpointError(f"Keystone did not complete an exchange within {seconds:g}s")
+
+
 class KeystoneTokens:
     """Per-project tokens, renewed ahead of expiry and on demand; single-flight per project.
 
@@ -449,8 +488,10 @@ class KeystoneTokens:
         *,
         clock: Callable[[], float] = time.monotonic,
         close: Callable[[], None] | None = None,
+        timeout: float = DEFAULT_AUTH_TIMEOUT,
     ) -> None:
         self._authenticate = authenticate
+        self._timeout = timeout
         self._clock = clock
         self._close = close
         self._slots: dict[str, _Slot] = {}
@@ -477,7 +518,7 @@ class KeystoneTokens:
     async def own_project(self) -> str:
         """Authenticate with the credentials' own scope; return (and cache) its project id."""
         started = self._clock()
-        access = await anyio.to_thread.run_sync(self._authenticate, None)
+        access = await bounded(self._timeout, self._authenticate, None)
         slot = self._slot(access.project_id)
         async with slot.lock:
             slot.succeeded(self._deadlines(access, started))
@@ -514,7 +555,7 @@ class KeystoneTokens:
                 return cached.access
             started = self._clock()
             try:
-                access = await anyio.to_thread.run_sync(self._authenticate, project_id)
+                access = await bounded(self._timeout, self._authenticate, project_id)
             except CloudAccessError as exc:
                 slot.failed(exc)
                 raise

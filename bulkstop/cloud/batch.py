@@ -12,7 +12,6 @@ URL; a job id that fails the check makes the reply an ``invalid_response``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import quote
@@ -21,21 +20,13 @@ from bulkstop.cloud.base import BatchService
 from bulkstop.cloud.errorbody import parse_error_body, shorten
 from bulkstop.cloud.http import HttpCompute
 from bulkstop.cloud.huawei import batch_url
+from bulkstop.identifiers import validate_job_id
 from bulkstop.models import Action, ErrorInfo, Job, Reply, SubJob
 
 #: The most servers Huawei accepts in one batch call (ECS answers Ecs.0118 above it).
 MAX_BATCH_SIZE: Final = 1000
 #: The path of each service's batch action.
 ACTION_PATHS: Final = {"bms": "/baremetalservers/action", "ecs": "/cloudservers/action"}
-#: A job id we put in a URL: letters, digits and dashes (Huawei's are 32 hex digits).
-_JOB_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
-
-
-def validate_job_id(value: object) -> str:
-    """Return ``value`` if it can be a job id safe in a URL path, else raise ValueError."""
-    if isinstance(value, str) and _JOB_ID.fullmatch(value):
-        return value
-    raise ValueError(f"not a job id: {shorten(repr(value))}")
 
 
 def batch_body(action: Action, server_ids: Sequence[str], stop_type: str | None = None) -> bytes:

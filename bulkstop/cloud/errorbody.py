@@ -26,14 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Final
 
+from bulkstop.limits import MAX_MESSAGE_CHARS, MAX_SCAN_BYTES
 from bulkstop.models import ErrorInfo
+from bulkstop.redaction import redact
 
-#: Longest message kept from a body: enough for Nova's messages (which quote a UUID), short
-#: enough that a 2 MB proxy page does not end up in every line of a report.
-MAX_MESSAGE_CHARS: Final = 200
-#: Only this much of a body is decoded and scanned; an error body longer than this is not JSON
-#: worth reading.
-MAX_SCAN_BYTES: Final = 64 * 1024
 #: Fault code of Nova's throttling answer (413 on old clouds, 429 on newer ones).
 OVER_LIMIT: Final = "overLimit"
 
@@ -104,8 +100,9 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 
 
 def shorten(text: str) -> str:
-    """Collapse whitespace, drop control characters, cut to :data:`MAX_MESSAGE_CHARS` (``…``)."""
-    flat = _WHITESPACE.sub(" ", _clean(text)).strip()
+    """Collapse whitespace, drop control characters, mask credentials in URLs (see
+    :func:`~bulkstop.redaction.redact`), cut to :data:`MAX_MESSAGE_CHARS` (``…``)."""
+    flat = redact(_WHITESPACE.sub(" ", _clean(text)).strip())
     if len(flat) > MAX_MESSAGE_CHARS:
         return flat[: MAX_MESSAGE_CHARS - 1].rstrip() + "…"
     return flat

@@ -13,6 +13,8 @@ an :class:`~bulkstop.models.ErrorInfo` with ``status=None``:
 ``connection_reset`` the server closed or reset the connection, or cut the body
 ``invalid_response`` the answer was not HTTP (or, with a 2xx status, not the
                      expected JSON: then the status is kept)
+``response_too_large`` the body is larger than ``max_response_bytes`` (the status
+                     is kept; nothing of it is parsed)
 ==================== ==========================================================
 
 ``action`` is the hot path of a fan-out: its body bytes are encoded once, its URL prefix and
@@ -43,16 +45,16 @@ from bulkstop.cloud.auth import (
     ProjectAccess,
     TlsSettings,
     authenticate_scope,
+    bounded,
 )
 from bulkstop.cloud.errorbody import parse_error_body, parse_retry_after, shorten
 from bulkstop.cloud.huawei import AkSkAccess, load_aksk
 from bulkstop.errors import ConfigError, EndpointError
+from bulkstop.limits import DEFAULT_REQUEST_TIMEOUT, MAX_RESPONSE_BYTES
 from bulkstop.models import Action, ErrorInfo, ListQuery, Reply, Server, ServerPage
 
 #: The compute microversion that makes Nova honour tag filters (below it they are ignored).
 NOVA_MICROVERSION: Final = "2.26"
-#: Seconds one compute request may take, connection included.
-DEFAULT_REQUEST_TIMEOUT: Final = 30.0
 #: Open connections to the compute endpoint; match the engine's concurrency.
 DEFAULT_POOL_SIZE: Final = 64
 #: Response headers that carry the cloud's request id, in order of preference.
@@ -156,9 +158,12 @@ class HttpCompute:
         ssl_context: ssl.SSLContext | bool = True,
         wall_clock: Callable[[], float] = time.time,
         signer: RequestSigner | None = None,
+        max_response_bytes: int | None = None,
     ) -> None:
         self._tokens = tokens
         self._signer = signer
+        #: Default: :data:`~bulkstop.limits.MAX_RESPONSE_BYTES`.
+        self._max_body = MAX_RESPONSE_BYTES if max_response_bytes is None else max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._pool_size = pool_size
         self._ssl = ssl_context
@@ -272,9 +277,15 @@ class HttpCompute:
                 data=data,
                 allow_redirects=False,
             ) as response:
-                payload = await response.read()
                 status = response.status
                 request_id = _request_id(response.headers)
+                payload = await _read_capped(response, self._max_body)
+                if payload is None:
+                    error = ErrorInfo(
+                        code="response_too_large",
+                        message=f"the answer is larger than {self._max_body} bytes",
+                    )
+                    return Reply(status=status, request_id=request_id, error=error)
                 if 200 <= status < 300:
                     if parse is None:
                         return Reply(status=status, request_id=request_id)
@@ -308,6 +319,20 @@ class HttpCompute:
             request_id=request_id,
             retry_after=parse_retry_after(retry_after, now=self._wall_clock()),
         )
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The body, or None (and nothing more read) once it is known to exceed ``cap`` bytes."""
+    if response.content_length is not None and response.content_length > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def transport_error(exc: BaseException) -> ErrorInfo:
@@ -346,7 +371,11 @@ def client_ssl(tls: TlsSettings) -> ssl.SSLContext | bool:
 
 
 async def open_compute(
-    settings: AuthSettings, *, request_timeout: float, pool_size: int
+    settings: AuthSettings,
+    *,
+    request_timeout: float,
+    pool_size: int,
+    max_response_bytes: int | None = None,
 ) -> tuple[HttpCompute, list[str]]:
     """Configure, authenticate every project in scope, and return the client and those ids.
 
@@ -357,19 +386,24 @@ async def open_compute(
     if signing is not None:  # Huawei AK/SK: no Keystone, every request signed
         access = AkSkAccess(signing)
         compute = HttpCompute(
-            access, request_timeout=request_timeout, pool_size=pool_size, signer=access
+            access,
+            request_timeout=request_timeout,
+            pool_size=pool_size,
+            signer=access,
+            max_response_bytes=max_response_bytes,
         )
         return compute, access.scope(settings)
-    keystone = await anyio.to_thread.run_sync(
-        lambda: Keystone.load(settings, timeout=request_timeout)
+    keystone = await bounded(
+        request_timeout, lambda s: Keystone.load(s, timeout=request_timeout), settings
     )
-    tokens = KeystoneTokens(keystone.authenticate, close=keystone.close)
+    tokens = KeystoneTokens(keystone.authenticate, close=keystone.close, timeout=request_timeout)
     try:
         compute = HttpCompute(
             tokens,
             request_timeout=request_timeout,
             pool_size=pool_size,
             ssl_context=client_ssl(keystone.tls),
+            max_response_bytes=max_response_bytes,
         )
     except BaseException:
         await tokens.aclose()
@@ -432,8 +466,17 @@ def _server_page(document: Any, project_id: str) -> ServerPage:
     records = document["servers"]
     if not isinstance(records, list):
         raise TypeError("'servers' is not a list")
-    servers = tuple(Server.from_api(record, project_id=project_id) for record in records)
-    return ServerPage(servers=servers, next_marker=_next_marker(document, servers))
+    servers: list[Server] = []
+    dropped = 0
+    for record in records:
+        if not isinstance(record, dict):
+            raise TypeError("a server record is not an object")
+        try:
+            servers.append(Server.from_api(record, project_id=project_id))
+        except (ValueError, KeyError):
+            dropped += 1  # no id, or not a UUID: never in a URL, never merged with another
+    page = tuple(servers)
+    return ServerPage(servers=page, next_marker=_next_marker(document, page), dropped=dropped)
 
 
 def _next_marker(document: Mapping[str, Any], servers: tuple[Server, ...]) -> str | None:

@@ -146,7 +146,7 @@ def _from_clouds_yaml(cloud: str) -> tuple[str, dict[str, Any]] | None:
     try:
         # validate=False: keystoneauth knows no "aksk" plugin; the entry is read, not loaded.
         region = os_config.OpenStackConfig(app_name="bulkstop").get_one(cloud=cloud, validate=False)
-    except os_exc.ConfigException:
+    except (os_exc.ConfigException, ValueError, TypeError, AttributeError, LookupError):
         return None  # not ours to judge: the Keystone loader says what is wrong, as always
     config = region.config
     if str(config.get("auth_type") or "") != AUTH_TYPE:

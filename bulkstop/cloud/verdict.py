@@ -42,10 +42,21 @@ from typing import Final
 
 from bulkstop.cloud.errorbody import OVER_LIMIT
 from bulkstop.errors import AuthError, CloudAccessError, EndpointError
+from bulkstop.limits import MAX_RETRY_AFTER
 from bulkstop.models import Reply
 
-#: A ``Retry-After`` longer than this is clamped: a gateway asking for an hour is misconfigured.
-MAX_RETRY_AFTER: Final = 300.0
+__all__ = [
+    "CODE_TABLE",
+    "MAX_RETRY_AFTER",
+    "NOT_READY",
+    "CodeRule",
+    "Kind",
+    "Verdict",
+    "clamp_delay",
+    "judge",
+    "read_failure",
+]
+
 #: Reason of the "never scheduled" rule (Nova's 409 "Instance <id> is not ready").
 NOT_READY: Final = "not ready: never scheduled"
 
@@ -131,7 +142,10 @@ CODE_TABLE: Final[Mapping[str, CodeRule]] = MappingProxyType(
 
 
 def clamp_delay(retry_after: float | None) -> float | None:
-    """The cloud's ``Retry-After`` in [0, :data:`MAX_RETRY_AFTER`], or None if it named none."""
+    """The cloud's ``Retry-After`` in [0, :data:`MAX_RETRY_AFTER`], or None if it named none.
+
+    The one clamp: the request's own wait and the project's hold both use the verdict's delay.
+    """
     if retry_after is None:
         return None
     return min(max(retry_after, 0.0), MAX_RETRY_AFTER)

@@ -15,14 +15,18 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
-from bulkstop.cloud.verdict import MAX_RETRY_AFTER
+from bulkstop.limits import DEFAULT_BACKOFF_CAP, DEFAULT_MAX_THROTTLE_WAIT
+
+__all__ = [
+    "DEFAULT_BACKOFF_BASE",
+    "DEFAULT_BACKOFF_CAP",
+    "DEFAULT_MAX_THROTTLE_WAIT",
+    "Backoff",
+    "throttle_delay",
+]
 
 #: First backoff step, in seconds.
 DEFAULT_BACKOFF_BASE: Final = 0.5
-#: No single backoff wait is longer than this.
-DEFAULT_BACKOFF_CAP: Final = 30.0
-#: Total seconds one server may spend waiting on throttles before it is reported ``failed``.
-DEFAULT_MAX_THROTTLE_WAIT: Final = 900.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,15 +55,15 @@ class Backoff:
 
 
 def throttle_delay(
-    retry_after: float | None, attempt: int, backoff: Backoff, rng: random.Random
+    delay: float | None, attempt: int, backoff: Backoff, rng: random.Random
 ) -> float:
     """How long to wait after a throttle answer.
 
-    The cloud's ``Retry-After`` wins (clamped to :data:`MAX_RETRY_AFTER`), plus a little jitter so
+    ``delay`` is the verdict's (:attr:`bulkstop.cloud.verdict.Verdict.delay`: the cloud's
+    ``Retry-After``, already clamped there, the one place). It wins, plus a little jitter so
     that all the requests the gateway bounced do not come back in the same millisecond.
     Without it, exponential backoff over the number of throttles this server has seen.
     """
-    if retry_after is not None:
-        wait = min(max(retry_after, 0.0), MAX_RETRY_AFTER)
-        return wait + rng.random() * min(1.0, 0.1 * wait + 0.05)
+    if delay is not None:
+        return delay + rng.random() * min(1.0, 0.1 * delay + 0.05)
     return backoff.delay(attempt, rng)

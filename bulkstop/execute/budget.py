@@ -84,15 +84,24 @@ class ProjectBudget:
         """Calls per second we currently allow; ``None`` = unlimited."""
         return self._effective
 
-    async def wait_open(self) -> None:
-        """Wait while a ``Retry-After`` hold is in force."""
+    async def wait_open(self, until: float | None = None) -> None:
+        """Wait while a ``Retry-After`` hold is in force, but not past ``until`` (a deadline)."""
         while (delay := self._hold_until - self._clock()) > 0:
+            if until is not None:
+                if self._clock() >= until:
+                    return
+                delay = min(delay, until - self._clock())
             await self._sleep(delay)
 
-    async def pace(self) -> None:
-        """Wait until the next call of this project may be sent. Call with ``turn`` held."""
+    async def pace(self, until: float | None = None) -> None:
+        """Wait until the next call of this project may be sent. Call with ``turn`` held.
+
+        With ``until``, stop waiting once it has passed (the caller then sends nothing).
+        """
         while True:
-            await self.wait_open()
+            await self.wait_open(until)
+            if until is not None and self._clock() >= until:
+                return
             if self._effective is None:
                 break
             delay = self._next_slot - PACE_TOLERANCE - self._clock()
@@ -121,6 +130,8 @@ class ProjectBudget:
     def throttled(self, retry_after: float | None) -> None:
         """The cloud throttled a call: hold the gate and slow down."""
         now = self._clock()
+        # The verdict's delay, clamped there like the request's own wait: a
+        # "Retry-After: 999999" must not shut the project's gate for days.
         if retry_after is not None and retry_after > 0:
             self._hold_until = max(self._hold_until, now + retry_after)
         # Halve at most once per second: a burst of 429s for calls already in flight is one signal.

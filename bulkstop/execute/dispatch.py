@@ -9,7 +9,10 @@ to the engine as a :data:`DispatcherFactory`; the engine does not change.
 
 The contract, for every implementation:
 
-* Every request goes through ``context.gate`` (rate, concurrency, retries, renewal).
+* Every request goes through ``context.gate`` (rate, concurrency, retries, renewal). An
+  action's call passes ``until=context.halting.deadline_at`` (no send, and no retry of one,
+  after the deadline) and ``on_reply=partial(context.ledger.heard, server_id)`` (so that a
+  result the ledger makes for a server left midway is true to the requests sent for it).
 * Before a server's first request leaves, ``context.ledger.admit(entry)`` must say True (it
   journals the intent; False means the run is halted: send nothing for that server). Stop
   taking new servers once ``context.halting.may_dispatch()`` is False.
@@ -121,7 +124,11 @@ class NativeDispatcher:
             # flight and only the runner's grace can cancel it.
             with ctx.halting.waiting() as waiting:
                 res = await ctx.gate.call(
-                    scope, request, admit=partial(self._admit, entry, waiting)
+                    scope,
+                    request,
+                    admit=partial(self._admit, entry, waiting),
+                    until=ctx.halting.deadline_at,
+                    on_reply=partial(ctx.ledger.heard, sid),
                 )
                 result = await self._judge(entry, res)
                 # Only an answered request leaves the in-flight set: one cut short by a
@@ -142,7 +149,7 @@ class NativeDispatcher:
                 error=ErrorInfo(code="unauthorized", message=str(exc)),
                 reason="token renewal refused",
                 http_status=401,
-                attempts=1,
+                attempts=ctx.ledger.tries.get(sid, (1, 401))[0],
             )
         return None
 

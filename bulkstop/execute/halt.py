@@ -11,13 +11,16 @@ One :class:`Halting` per run holds every reason dispatch can stop, checked in on
 
 The first reason wins and is the report's ``halted_by``. A halt also cancels every request
 still waiting for its slot or rate turn (:meth:`Halting.waiting`); requests already on the wire
-finish.
+finish. The deadline stops sends (and retries of sends: the gate's ``until``), not ``wait``'s
+status polls, which go on until each server's ``wait_timeout``; any other halt ends them too
+(:attr:`Halting.ends_waiting`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Final
 
 import anyio
 
@@ -26,6 +29,9 @@ from bulkstop.execute.budget import Clock
 from bulkstop.models import ServerResult
 from bulkstop.plan.eligibility import ActionSpec, PlanEntry
 from bulkstop.plan.rails import ErrorBudget
+
+#: The halt reason when the ``deadline`` rail passes.
+DEADLINE: Final = "deadline"
 
 
 class Halting:
@@ -74,8 +80,13 @@ class Halting:
     def may_dispatch(self) -> bool:
         """False once the run is halted (the deadline passing halts it)."""
         if self.deadline_at is not None and self._clock() >= self.deadline_at:
-            self.halt("deadline")
+            self.halt(DEADLINE)
         return self._reason is None
+
+    @property
+    def ends_waiting(self) -> bool:
+        """Halted for a reason that ends ``wait``'s polls too: anything but the deadline."""
+        return self._reason is not None and self._reason != DEADLINE
 
     @contextlib.contextmanager
     def waiting(self) -> Iterator[anyio.CancelScope]:

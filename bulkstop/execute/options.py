@@ -6,16 +6,23 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from bulkstop.execute.gate import RetryPolicy
+from bulkstop.limits import DEFAULT_WAIT_TIMEOUT
 from bulkstop.models import Action
 from bulkstop.plan.eligibility import SPECS, ActionSpec
 from bulkstop.plan.rails import Rails
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_POLL_INTERVAL",
+    "DEFAULT_RATE",
+    "DEFAULT_WAIT_TIMEOUT",
+    "RunOptions",
+]
 
 #: ``rate``: compute API requests per second per project.
 DEFAULT_RATE: Final = 10
 #: ``concurrency``: requests in flight overall.
 DEFAULT_CONCURRENCY: Final = 32
-#: ``wait_timeout``: seconds to wait for each server to reach its final status.
-DEFAULT_WAIT_TIMEOUT: Final = 600.0
 #: Seconds between two status polls of a project while waiting.
 DEFAULT_POLL_INTERVAL: Final = 2.0
 

@@ -25,6 +25,7 @@ from bulkstop.cloud.verdict import Kind, read_failure
 from bulkstop.errors import EndpointError, InputError, RefusedError, UnsafeCloudError
 from bulkstop.execute.gate import Gate
 from bulkstop.execute.taskgroup import first_run_error
+from bulkstop.limits import MAX_LIST_PAGES
 from bulkstop.models import ListQuery, Outcome, Server, ServerPage, ServerResult
 from bulkstop.plan.eligibility import ActionSpec, PlanEntry, classify
 from bulkstop.plan.rails import batches
@@ -49,6 +50,8 @@ class Plan:
     listed: int = 0
     #: Returned records that failed the client-side re-check (the cloud ignored a filter).
     rechecked_out: int = 0
+    #: Listed records dropped because their id is not exactly a UUID.
+    dropped_records: int = 0
     #: The listing query the servers were resolved with (status polls list with it too).
     query: ListQuery = field(default_factory=lambda: ListQuery(limit=PAGE_LIMIT))
     #: Server id → the 0-based page of its project's listing it came on (absent: read by GET).
@@ -66,6 +69,8 @@ class Reader:
     def __init__(self, *, compute: ComputeAPI, gate: Gate) -> None:
         self.compute = compute
         self.gate = gate
+        #: Listed records dropped so far for an id that is not a UUID (see ServerPage.dropped).
+        self.dropped = 0
 
     async def get_each(self, scope: str, ids: Collection[str]) -> dict[str, Server]:
         """The records of ``ids`` in ``scope``, one GET each; unknown ids are left out.
@@ -81,6 +86,11 @@ class Reader:
             body = res.reply.body
             if res.verdict.kind is not Kind.ACCEPTED or not isinstance(body, Server):
                 raise read_failure(scope, res.reply, what=f"read server {server_id}")
+            if body.id != server_id:
+                raise EndpointError(
+                    f"project {scope}: asked for server {server_id}, the cloud answered "
+                    f"with server {body.id}"
+                )
             out[server_id] = body
 
         with first_run_error():
@@ -102,31 +112,31 @@ class Reader:
     ) -> list[tuple[int, Server]]:
         """The project's listing as ``(page number, record)``, following every next link.
 
-        With ``wanted``, stops after the page on which the last of them was seen. Raises
-        CloudAccessError when a page cannot be read, EndpointError when next links loop.
+        Each server once, on the first page it came on: two records of one id (upper-case
+        copies of a UUID are one id) are one server (see :func:`_merged`). With ``wanted``,
+        stops after the page on which the last of them was seen. Raises CloudAccessError when a
+        page cannot be read, EndpointError when the paging is broken (:func:`_check_progress`).
         """
-        out: list[tuple[int, Server]] = []
+        out: dict[str, tuple[int, Server]] = {}
         missing = None if wanted is None else set(wanted)
         marker: str | None = None
-        followed: set[str] = set()
         for number in itertools.count():
             call = partial(self.compute.list_page, scope, query, marker)
             res = await self.gate.call(scope, call)
             page = res.reply.body
             if res.verdict.kind is not Kind.ACCEPTED or not isinstance(page, ServerPage):
                 raise read_failure(scope, res.reply, what="list servers")
-            out.extend((number, s) for s in page.servers)
+            self.dropped += page.dropped
+            fresh = _add_page(out, number, page)
             if missing is not None:
                 missing.difference_update(s.id for s in page.servers)
                 if not missing:
                     break
             if page.next_marker is None:
                 break
-            if page.next_marker in followed:
-                raise EndpointError(f"project {scope}: the listing's next links loop")
-            followed.add(page.next_marker)
+            _check_progress(scope, number + 1, fresh)
             marker = page.next_marker
-        return out
+        return list(out.values())
 
 
 class Resolver:
@@ -148,6 +158,7 @@ class Resolver:
         wanted = self._wanted_by_scope(selector)
         found: dict[str, list[Server]] = {}
         pages: dict[str, int] = {}
+        dropped_before = self.reader.dropped
 
         async def fetch(scope: str, ids: set[str] | None) -> None:
             if ids is not None and len(ids) <= GET_THRESHOLD:
@@ -164,7 +175,8 @@ class Resolver:
             async with anyio.create_task_group() as tg:
                 for scope, ids in wanted.items():
                     tg.start_soon(fetch, scope, ids)
-        return self._plan(selector, wanted, found, query=query, pages=pages)
+        plan = self._plan(selector, wanted, found, query=query, pages=pages)
+        return dataclasses.replace(plan, dropped_records=self.reader.dropped - dropped_before)
 
     def _plan(
         self,
@@ -282,3 +294,39 @@ class Resolver:
                 for scope in self.scopes:
                     tg.start_soon(count, scope)
         return dict(counts)
+
+
+def _add_page(servers: dict[str, tuple[int, Server]], number: int, page: ServerPage) -> int:
+    """Add page ``number``'s servers; how many were new.
+
+    Two records of one id (upper-case copies of a UUID are one id) are one server: the first
+    record's fields, with the tags of both and locked if either is, so that protection or
+    exclusion on any copy applies to the server.
+    """
+    before = len(servers)
+    for server in page.servers:
+        known = servers.get(server.id)
+        servers[server.id] = (
+            (number, server) if known is None else (known[0], _merged(known[1], server))
+        )
+    return len(servers) - before
+
+
+def _merged(first: Server, copy: Server) -> Server:
+    tags = None if first.tags is None or copy.tags is None else first.tags | copy.tags
+    return dataclasses.replace(first, tags=tags, locked=first.locked or copy.locked)
+
+
+def _check_progress(scope: str, pages: int, fresh: int) -> None:
+    """The listing's end rules, before following a ``next`` link: a page that brought no
+    server not seen before means the links go round (the no-progress rule), and a listing
+    longer than :data:`~bulkstop.limits.MAX_LIST_PAGES` pages is not a real fleet."""
+    if not fresh:
+        raise EndpointError(
+            f"project {scope}: the listing's page {pages} brought no server not seen before "
+            "but links to another page: the cloud's paging is broken"
+        )
+    if pages >= MAX_LIST_PAGES:
+        raise EndpointError(
+            f"project {scope}: the listing goes on for more than {MAX_LIST_PAGES} pages"
+        )

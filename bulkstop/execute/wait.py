@@ -4,7 +4,8 @@ One :class:`Waiter` per project and batch. Every ``poll_interval`` it reads the 
 pending servers the cheaper way (:func:`poll_by_listing`): one GET each, or the listing pages
 they are on — resolution noted each server's page, so 21 pending servers on one page cost one
 listing request instead of 21 GETs. A failed poll is retried at the next interval; each
-server's own ``wait_timeout`` bounds the wait.
+server's own ``wait_timeout`` bounds the wait. The ``deadline`` does not end the polls (it
+stops sends only); any other halt does.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Waiter:
             if not self.pending:
                 continue
             halted = ctx.halting.reason
-            if halted is not None and self.dispatch_done:
+            if halted is not None and ctx.halting.ends_waiting and self.dispatch_done:
                 for waiting in self.pending.values():
                     ctx.ledger.finish(
                         dataclasses.replace(

@@ -33,6 +33,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from . import bodies, filters, records
+from . import faults as hostile
 from .config import Faults, MockConfig, Trigger
 from .faults import Injector, throttled
 from .huawei import Signatures, baremetal_record, is_baremetal, native_refusal_status
@@ -343,6 +344,8 @@ class Compute:
             return web.Response(status=HTTPStatus.INTERNAL_SERVER_ERROR)  # never reaches anyone
         if fault == FAULT_SLOW:
             await asyncio.sleep(call.faults.slow_delay)
+        if call.faults.drip > 0:
+            return await hostile.drip(request, response, call.faults.drip)
         return response
 
     def _fires(self, call: Call, fault: str, trigger: Trigger) -> bool:
@@ -471,7 +474,8 @@ class Compute:
     def _server_error(self, call: Call) -> web.Response:
         status = call.faults.error_status
         message = bodies.NOVA_UNEXPECTED if status == 500 else HTTPStatus(status).phrase
-        return self._error(call, ApiError(status, message))
+        document = bodies.compute_error(call.faults.flavour, status, message)
+        return self._json(call, status, document, hostile.extra_headers(call.faults, status))
 
     # -- operations --------------------------------------------------------------------------
 
@@ -520,9 +524,10 @@ class Compute:
             position = self._fleet.position(marker, scope)
         start = 0
         if marker is not None:
-            if position is None:
+            # A treadmill's markers are made up: it answers them with the first page again.
+            if position is None and not call.faults.list_treadmill:
                 raise ApiError(400, f"marker [{marker}] not found")
-            start = position + 1
+            start = 0 if position is None else position + 1
         match = wanted.match
         page: list[MockServer] = []
         if limit == 0:
@@ -541,11 +546,16 @@ class Compute:
             parts = [self._render(s, view) for s in page]
         else:
             parts = [s.summary_json(self.base_url) for s in page]
+        faults = call.faults
+        if faults.forged_ids and parts:
+            parts += hostile.forge(parts[0], tags=("bulkstop:protect",))
         body = '{"servers":[' + ",".join(parts) + "]"
-        if page and len(page) == limit:
-            link = [{"href": self._next_link(call, detail, page[-1].id), "rel": "next"}]
+        if (page and len(page) == limit) or faults.list_treadmill:
+            after = hostile.treadmill_marker() if faults.list_treadmill else page[-1].id
+            link = [{"href": self._next_link(call, detail, after), "rel": "next"}]
             body += ',"servers_links":' + json.dumps(link)
-        return self._raw_json(call, 200, (body + "}").encode())
+        body = hostile.padded(body + "}", faults.page_padding)
+        return self._raw_json(call, 200, body.encode())
 
     def _scope(self, call: Call, query: MultiMapping[str], *, detail: bool) -> str | None:
         """The project listed, or None for all of them (admin ``all_tenants``)."""

@@ -118,14 +118,28 @@ class Faults:
     #: Tokens stop working this many seconds after issue, whatever ``expires_at`` says.
     token_ttl: float | None = None
     flavour: Flavour = "nova"
+    # -- a hostile cloud (see :mod:`.faults`): answers no honest Nova gives ----------------
+    #: ``Retry-After`` sent verbatim on every throttle and 5xx answer (e.g. ``"999999"``).
+    retry_after_value: str | None = None
+    #: Every listing page has a ``next`` link with a fresh marker, and an unknown marker
+    #: starts the listing again: the same servers, page after page, for ever.
+    list_treadmill: bool = False
+    #: Each listing page also carries forged copies of its first record, with the ids
+    #: :func:`.faults.forged_ids` makes (``..``, ``x/../<uuid>``, padded, empty, upper-case).
+    forged_ids: bool = False
+    #: Bytes of padding added to every listing page (a huge page).
+    page_padding: int = 0
+    #: Seconds between the bytes of every answer of the project (a dripping answer); the
+    #: default faults' ``drip`` applies to Keystone's token answers too.
+    drip: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rate_limit is not None and self.rate_limit <= 0:
             raise ValueError("rate_limit must be positive")
         if self.burst is not None and self.burst < 1:
             raise ValueError("burst must be at least 1")
-        if min(self.latency, self.jitter, self.slow_delay) < 0:
-            raise ValueError("latency, jitter and slow_delay must not be negative")
+        if min(self.latency, self.jitter, self.slow_delay, self.drip, self.page_padding) < 0:
+            raise ValueError("latency, jitter, slow_delay, drip and page_padding must be >= 0")
         _check_choice("throttle", self.throttle, ThrottleStyle)
         _check_choice("retry_after", self.retry_after, RetryAfterStyle)
         _check_choice("flavour", self.flavour, Flavour)
@@ -138,9 +152,21 @@ class Faults:
             or self.jitter > 0
             or self.rate_limit is not None
             or self.token_ttl is not None
+            or self.hostile
             or any(
                 t.armed for t in (self.server_error, self.reset, self.html, self.slow, self.race)
             )
+        )
+
+    @property
+    def hostile(self) -> bool:
+        """True if any of the hostile-cloud faults is on."""
+        return (
+            self.retry_after_value is not None
+            or self.list_treadmill
+            or self.forged_ids
+            or self.page_padding > 0
+            or self.drip > 0
         )
 
     @classmethod

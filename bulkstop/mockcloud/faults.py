@@ -9,13 +9,18 @@ every run with the same seed, however the client schedules its requests.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import hashlib
+import itertools
+import json
 import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+from aiohttp import web
 
 from . import bodies
 from .config import Clock, Faults, Trigger
@@ -132,7 +137,9 @@ def throttled(faults: Faults, wait: float, request_id: str) -> Throttled:
     """The 429/413 answer for a request that must wait ``wait`` seconds."""
     seconds = max(1, math.ceil(wait))
     headers: dict[str, str] = {}
-    if faults.retry_after == "seconds":
+    if faults.retry_after_value is not None:
+        headers["Retry-After"] = faults.retry_after_value
+    elif faults.retry_after == "seconds":
         headers["Retry-After"] = str(seconds)
     elif faults.retry_after == "date":
         headers["Retry-After"] = email.utils.formatdate(time.time() + seconds, usegmt=True)
@@ -152,3 +159,62 @@ def throttled(faults: Faults, wait: float, request_id: str) -> Throttled:
     if status == 413:
         body["overLimit"]["details"] = f"Only {limit} request(s) can be made to * every second."
     return Throttled(status=status, body=body, headers=headers)
+
+
+# -- a hostile cloud: answers an honest Nova never gives --------------------------------------
+
+_TREADMILL: Final = itertools.count(1)
+
+
+def forged_ids(server_id: str) -> tuple[str, ...]:
+    """Ids a hostile listing gives copies of a record: path tricks, padding, empty, upper case."""
+    return ("..", f"x/../{server_id}", f" {server_id}", "", server_id.upper())
+
+
+def forge(record: str, tags: tuple[str, ...] = ()) -> list[str]:
+    """Forged copies of one rendered server record (see :func:`forged_ids`).
+
+    The upper-case copy also carries ``tags`` (e.g. the protect tag): a client must treat it
+    as the same server, protection included.
+    """
+    document = json.loads(record)
+    copies = []
+    for forged in forged_ids(document["id"]):
+        copy = dict(document, id=forged)
+        if forged == document["id"].upper() and "tags" in copy:
+            copy["tags"] = [*copy["tags"], *tags]
+        copies.append(json.dumps(copy, separators=(",", ":")))
+    return copies
+
+
+def treadmill_marker() -> str:
+    """A marker never seen before, for a ``next`` link that never ends."""
+    return f"treadmill-{next(_TREADMILL)}"
+
+
+def padded(body: str, size: int) -> str:
+    """A JSON object's text with ``size`` bytes of padding in an extra key."""
+    if size <= 0:
+        return body
+    return body[:-1] + ',"padding":"' + "x" * size + '"}'
+
+
+def extra_headers(faults: Faults, status: int) -> dict[str, str]:
+    """Headers a hostile cloud adds to an error answer (a ``Retry-After`` on a 5xx)."""
+    if status >= 500 and faults.retry_after_value is not None:
+        return {"Retry-After": faults.retry_after_value}
+    return {}
+
+
+async def drip(request: web.Request, response: web.Response, interval: float) -> web.StreamResponse:
+    """Send ``response`` one byte every ``interval`` seconds (a dripping answer)."""
+    body = response.body
+    assert isinstance(body, bytes)
+    stream = web.StreamResponse(status=response.status, headers=response.headers)
+    stream.content_length = len(body)
+    await stream.prepare(request)
+    for index in range(len(body)):
+        await stream.write(body[index : index + 1])
+        await asyncio.sleep(interval)
+    await stream.write_eof()
+    return stream

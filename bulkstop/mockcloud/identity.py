@@ -26,7 +26,7 @@ from aiohttp import web
 
 from . import bodies
 from .config import MockConfig
-from .faults import Injector
+from .faults import Injector, drip
 from .fleet import user_id
 from .state import Fleet, Project
 
@@ -298,7 +298,7 @@ class Identity:
             body=bodies.dumps({"version": self._version()}), content_type="application/json"
         )
 
-    async def tokens(self, request: web.Request) -> web.Response:
+    async def tokens(self, request: web.Request) -> web.StreamResponse:
         """``POST /identity/v3/auth/tokens``: password or application-credential auth."""
         try:
             document = await request.json()
@@ -310,12 +310,14 @@ class Identity:
         except (ValueError, KeyError, TypeError, AttributeError):
             return self._error(400, "The request you have made is malformed: expecting auth.")
         token = self.issue(user, project)
-        return web.Response(
+        response = web.Response(
             status=201,
             body=bodies.dumps(self._token_body(token, method)),
             content_type="application/json",
             headers={"X-Subject-Token": token.id},
         )
+        dripping = self._injector.faults(None).drip
+        return await drip(request, response, dripping) if dripping > 0 else response
 
     def _error(self, status: int, message: str) -> web.Response:
         headers = {"WWW-Authenticate": f'Keystone uri="{self.base_url}/identity"'}

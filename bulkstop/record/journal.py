@@ -40,8 +40,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from bulkstop.errors import InputError, UsageError
+from bulkstop.errors import InputError, RecordError, UsageError
 from bulkstop.execute.engine import Observer, Plan
+from bulkstop.identifiers import record_project_id, record_server_id
 from bulkstop.models import Action, ServerResult
 from bulkstop.plan.eligibility import PlanEntry
 
@@ -154,18 +155,26 @@ class Journal(Observer):
     ) -> None:
         """Create the journal (it must not exist) and write the header with the plan's servers.
 
-        Raises UsageError if the file cannot be created; nothing has been sent then.
+        Raises RecordError if the file cannot be created or written (no file is left behind),
+        UsageError if another run's journal is there; nothing has been sent then.
         """
         try:
             _retire_finished(self.path)
             fd = os.open(self.path, _NEW_FLAGS, _MODE)
         except FileExistsError:
+            holder = _holder(self.path)
+            if holder is not None:
+                pid = f" (pid {holder})" if holder else ""
+                raise UsageError(
+                    f"journal {self.path} is in use by a running bulkstop{pid}: "
+                    "wait for it to end, or choose another `report` or `journal`"
+                ) from None
             raise UsageError(
                 f"journal {self.path} already exists and its run did not finish: continue it "
                 f"with `resume` {self.path}, or choose another `journal`"
             ) from None
         except OSError as exc:
-            raise UsageError(f"cannot create journal {self.path}: {exc.strerror}") from None
+            raise RecordError(f"cannot create journal {self.path}: {exc.strerror}") from None
         try:
             self._lock(fd)  # a new file: only a bulkstop that opened it just now can hold it
         except UsageError:
@@ -183,9 +192,15 @@ class Journal(Observer):
             "options": dict(options),
             "command": list(command),
             "report_path": report_path,
+            "pid": os.getpid(),
             "targets": [_target_dict(t) for t in plan_targets(plan)],
         }
-        self._open(fd, _dumps(header) + "\n", on_error)
+        try:
+            self._open(fd, _dumps(header) + "\n", on_error)
+        except RecordError:
+            # Nothing was sent: leave no headerless journal that would block every later run.
+            Path(self.path).unlink(missing_ok=True)
+            raise
 
     def resume(
         self,
@@ -246,7 +261,7 @@ class Journal(Observer):
         except OSError as exc:
             os.close(fd)
             self._fd = None
-            raise UsageError(f"cannot write journal {self.path}: {exc.strerror}") from None
+            raise RecordError(f"cannot write journal {self.path}: {exc.strerror}") from None
         self._syncer = threading.Thread(
             target=self._sync_loop, name="bulkstop-journal-sync", daemon=True
         )
@@ -270,6 +285,11 @@ class Journal(Observer):
             self._fail(f"journal {self.path}: {exc.strerror}")
             return
         self._dirty = True
+
+    @property
+    def failed(self) -> str | None:
+        """Why the journal stopped recording (a write failed), or None."""
+        return self._failed
 
     def _fail(self, reason: str) -> None:
         if self._failed is None:
@@ -391,7 +411,7 @@ class _Reader:
             self.header = record
             self._start_part(record)
         elif kind == "intent":
-            self.intents.add(str(record["id"]))
+            self.intents.add(record_server_id(record["id"]))
         elif kind == "outcome":
             result = server_from_dict(record)
             self.outcomes[result.id] = result
@@ -467,9 +487,9 @@ def _state(
     try:
         targets = tuple(
             Target(
-                id=str(t["id"]),
-                project_id=str(t.get("project_id") or ""),
-                scope=str(t.get("scope") or ""),
+                id=record_server_id(t["id"]),
+                project_id=record_project_id(t.get("project_id")),
+                scope=record_project_id(t.get("scope")),
                 name=str(t.get("name") or ""),
             )
             for t in header["targets"]
@@ -508,6 +528,9 @@ def _retire_finished(path: str) -> None:
     """
     if not os.path.exists(path):
         return
+    if _never_started(path):
+        os.unlink(path)  # its run died before its header was written: nothing was sent
+        return
     try:
         state = read_journal(path)
     except InputError:
@@ -515,3 +538,35 @@ def _retire_finished(path: str) -> None:
     if state.ended and state.finished_at is not None:
         stamp = state.finished_at.strftime("%Y%m%dT%H%M%SZ")
         os.replace(path, f"{path}.{stamp}")
+
+
+def _never_started(path: str) -> bool:
+    """The file holds no whole line: a journal whose header was never written (empty, or
+    torn by a full disk). Another bulkstop writing it right now holds its lock."""
+    try:
+        with open(path, "rb") as handle:
+            if b"\n" in handle.read(1 << 20):
+                return False
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _holder(path: str) -> int | None:
+    """The pid of the running bulkstop that holds the journal's lock, or None if none does."""
+    try:
+        with open(path, "rb") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                first = handle.readline(1 << 20)
+            else:
+                return None
+    except OSError:
+        return None
+    try:
+        pid = json.loads(first).get("pid")
+    except (ValueError, AttributeError):
+        pid = None
+    return pid if isinstance(pid, int) else 0

@@ -1,9 +1,10 @@
 """Telling people how a run ended: a JSON document or a Slack/Mattermost message, POSTed.
 
 Incoming-webhook URLs carry their secret in the path (``/services/T000/B000/XXXX``) or the query:
-:func:`redact_url` keeps only the scheme and host, and is what every message, report and journal
-shows of them. Sending is bounded (:data:`TIMEOUT` per attempt, :data:`ATTEMPTS` attempts) and never
-raises: a failure is returned as one line for the caller to warn with.
+:func:`~bulkstop.redaction.redact_url` keeps only the scheme and host, and is what every message,
+report and journal shows of them. Sending is bounded (:data:`TIMEOUT` per attempt,
+:data:`ATTEMPTS` attempts) and never raises: a failure is returned as one line for the caller to
+warn with.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from bulkstop.models import Outcome
 from bulkstop.record.report import server_to_dict
 from bulkstop.record.runend import RunEnd
+from bulkstop.redaction import redact_url
 
 #: Seconds one POST may take.
 TIMEOUT: Final = 10.0
@@ -32,21 +33,6 @@ MAX_FAILED: Final = 100
 MAX_FAILED_SHOWN: Final = 5
 #: ``--notify-format`` values.
 FORMATS: Final = ("json", "slack")
-REDACTED: Final = "/***"
-
-
-def redact_url(url: str) -> str:
-    """``scheme://host[:port]`` with any credentials, path and query replaced by ``/***``."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return REDACTED
-    if ":" in host:
-        host = f"[{host}]"
-    secret = parts.path.strip("/") or parts.query or parts.fragment or parts.username
-    return f"{parts.scheme}://{host}{port}{REDACTED if secret else ''}"
 
 
 def json_payload(end: RunEnd, *, max_failed: int = MAX_FAILED) -> dict[str, Any]:

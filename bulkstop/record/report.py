@@ -26,6 +26,7 @@ import collections
 import hashlib
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -42,6 +43,7 @@ from bulkstop.errors import (
     InputError,
     UsageError,
 )
+from bulkstop.identifiers import record_project_id, record_server_id
 from bulkstop.models import INTERRUPTED, REPORT_SCHEMA, ErrorInfo, Outcome, ServerResult
 from bulkstop.timespec import format_time, parse_moment
 
@@ -197,8 +199,8 @@ def server_from_dict(d: Mapping[str, Any]) -> ServerResult:
     """The inverse of :func:`server_to_dict`; KeyError/ValueError/TypeError if malformed."""
     error = d.get("error")
     return ServerResult(
-        id=str(d["id"]),
-        project_id=str(d.get("project_id") or ""),
+        id=record_server_id(d["id"]),
+        project_id=record_project_id(d.get("project_id")),
         name=str(d.get("name") or ""),
         outcome=Outcome(d["outcome"]),
         http_status=None if d.get("http_status") is None else int(d["http_status"]),
@@ -225,7 +227,8 @@ def write_atomic(path: str | Path, text: str | Iterable[str]) -> None:
 
     A crash leaves either the old file or the new one, never half of one.
     """
-    # Through a symlink, replace what it points to, never the link itself.
+    refuse_foreign_link(str(path), "file")
+    # Through the user's own symlink, replace what it points to, never the link itself.
     target = Path(os.path.realpath(path))
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
@@ -243,9 +246,28 @@ def write_atomic(path: str | Path, text: str | Iterable[str]) -> None:
         raise
 
 
+def refuse_foreign_link(path: str, what: str) -> None:
+    """Raise UsageError if ``path`` is a symbolic link the running user does not own.
+
+    In a sticky world-writable directory (``/tmp``) another user can plant a link where a
+    root cron job will write its report: writing through it would overwrite (and chmod) any
+    file. A link of one's own is followed.
+    """
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISLNK(info.st_mode) and info.st_uid != os.geteuid():
+        raise UsageError(
+            f"refusing to write the {what} {path}: it is a symbolic link owned by another "
+            f"user (uid {info.st_uid})"
+        )
+
+
 def check_writable(path: str) -> None:
     """Raise UsageError unless a report can be written at ``path``: checked before anything
     is sent, so a run never ends with its stops sent and no record of them."""
+    refuse_foreign_link(path, "report")
     folder = Path(path).parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write the report {path}: {folder} is not a writable directory")
@@ -310,6 +332,11 @@ def render_summary(report: Report) -> str:
             lines.append(f"  {outcome.value:<16}{counts[outcome.value]:>8}")
     if report.halted_by:
         lines.append(f"  halted: {report.halted_by}")
+    if dropped := report.selector.get("dropped_records"):
+        lines.append(
+            f"  warning: the cloud listed {dropped} record(s) whose id is not a UUID; "
+            "they were dropped, nothing was sent for them"
+        )
     projects = _per_project(report.servers)
     if len(projects) > 1:
         lines.append("  per project:")

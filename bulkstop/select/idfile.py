@@ -35,11 +35,12 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePath
-from typing import Final, TypeAlias
+from pathlib import PurePath
+from typing import BinaryIO, Final, TypeAlias
 
 from bulkstop.errors import InputError, UsageError
 from bulkstop.identifiers import validate_project_id, validate_server_id
+from bulkstop.limits import MAX_ID_FILE_BYTES
 from bulkstop.models import REPORT_SCHEMA, Outcome
 
 #: The path that means standard input, and how errors name it.
@@ -107,10 +108,28 @@ def load_ids(path: str, *, only: frozenset[str] | None = None) -> tuple[IdEntry,
     """
     source = STDIN_SOURCE if path == STDIN_PATH else path
     try:
-        data = sys.stdin.buffer.read() if path == STDIN_PATH else Path(path).read_bytes()
+        if path != STDIN_PATH:
+            with open(path, "rb") as handle:
+                data = _read_capped(handle, source)
+        elif sys.stdin is None:  # started with standard input closed (``<&-``)
+            raise InputError("standard input is closed", source=source)
+        else:
+            data = _read_capped(sys.stdin.buffer, source)
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", source=source) from exc
     return read_ids(source, data, only=only)
+
+
+def _read_capped(handle: BinaryIO, source: str) -> bytes:
+    """All of ``handle``, refused (InputError) past :data:`~bulkstop.limits.MAX_ID_FILE_BYTES`:
+    ``/dev/zero`` or an endless pipe must not fill the memory."""
+    data = handle.read(MAX_ID_FILE_BYTES + 1)
+    if len(data) > MAX_ID_FILE_BYTES:
+        raise InputError(
+            f"larger than {MAX_ID_FILE_BYTES // (1 << 20)} MiB, the most an ID file may be",
+            source=source,
+        )
+    return data
 
 
 def read_ids(

@@ -27,7 +27,7 @@ from processes import PROCESS_TIMEOUT, StandaloneMock, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from bulkstop.cli import main
-from bulkstop.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from bulkstop.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RECORD, EXIT_REFUSED, EXIT_USAGE
 from bulkstop.mockcloud import Faults, MockCloud, MockConfig
 from bulkstop.record.plot import DPI, FIGSIZE, PANELS, plot_run
 from bulkstop.record.report import read_report
@@ -191,6 +191,31 @@ class TestMetricsAndNotifications:
         assert f"{receiver.url}/*** failed" in result.stderr
         assert SECRET not in result.stderr
 
+    def test_an_unwritable_report_is_told_as_exit_5(
+        self,
+        mock: MockCloud,
+        receiver: Receiver,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        def full(*_args: object, **_kwargs: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        # The report's disk is full; the metrics file's (another path) is not.
+        monkeypatch.setattr("bulkstop.record.report.write_atomic", full)
+        metrics = tmp_path / "bulkstop.prom"
+        result = run_cli(
+            mock,
+            *("stop", "--tag", TAG, "--yes", "--quiet", "--report", str(tmp_path / "r.json")),
+            *("--metrics-file", str(metrics), "--notify", f"{receiver.url}/hook/{SECRET}"),
+        )
+        assert result.exit_code == EXIT_RECORD, result.stderr
+        assert "No space left on device" in result.stderr
+        assert families(metrics.read_text())["bulkstop_exit_code"][0].value == EXIT_RECORD
+        (note,) = receiver.json_posts("/hook/")
+        assert note["exit_code"] == EXIT_RECORD
+        assert "No space left on device" in note["error"]
+
     def test_a_halted_run_notifies_and_plots(
         self, mock: MockCloud, receiver: Receiver, tmp_path: Path
     ) -> None:
@@ -328,8 +353,9 @@ class TestSignalsAndRetries:
         finally:
             mock.close()
 
+    @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
     def test_ctrl_c_before_anything_is_sent_still_notifies(
-        self, tmp_path: Path, receiver: Receiver
+        self, tmp_path: Path, receiver: Receiver, signum: signal.Signals
     ) -> None:
         # Every compute answer takes 30 s: the run is still resolving when the signal comes.
         mock = StandaloneMock(tmp_path, "--servers", "4", "--latency", "30")
@@ -355,7 +381,7 @@ class TestSignalsAndRetries:
             try:
                 # Requests are journaled when answered: Keystone's is, the listing's is not.
                 wait_for(lambda: bool(mock.requests(kind="identity")), "authentication")
-                run.send_signal(signal.SIGINT)
+                run.send_signal(signum)
                 _, stderr = run.communicate(timeout=PROCESS_TIMEOUT)
             finally:
                 if run.poll() is None:

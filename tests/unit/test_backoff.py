@@ -7,7 +7,9 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkstop.execute.backoff import MAX_RETRY_AFTER, Backoff, throttle_delay
+from bulkstop.cloud.verdict import MAX_RETRY_AFTER, judge
+from bulkstop.execute.backoff import Backoff, throttle_delay
+from bulkstop.models import Reply
 
 bases = st.floats(min_value=0.001, max_value=10)
 caps = st.floats(min_value=0.01, max_value=600)
@@ -52,7 +54,9 @@ class TestThrottleDelay:
     def test_retry_after_is_honoured_and_clamped(
         self, retry_after: float, attempt: int, seed: int
     ) -> None:
-        wait = throttle_delay(retry_after, attempt, Backoff(), random.Random(seed))
+        # The gate waits the verdict's delay: the cloud's Retry-After, clamped there.
+        delay = judge(Reply(status=429, retry_after=retry_after)).delay
+        wait = throttle_delay(delay, attempt, Backoff(), random.Random(seed))
         floor = min(retry_after, MAX_RETRY_AFTER)
         assert floor <= wait <= floor + 1.0
 

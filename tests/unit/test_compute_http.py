@@ -33,6 +33,7 @@ from bulkstop.cloud.http import (
     transport_error,
 )
 from bulkstop.errors import ConfigError, EndpointError
+from bulkstop.limits import MAX_RESPONSE_BYTES
 from bulkstop.models import Action, ErrorInfo, ListQuery, Server, ServerPage
 
 SERVER = "95bf2490-5428-432c-ad9b-5e3406f869dd"
@@ -67,12 +68,14 @@ class ScriptedNova:
         headers: dict[str, str] | None = None,
         raw: bytes | None = None,
         content_type: str = "application/json",
+        chunked: bool = False,
     ) -> None:
         if raw is None:
             raw = b"" if body is None else json.dumps(body).encode()
-        self.answers.append(
-            web.Response(status=status, body=raw, headers=headers, content_type=content_type)
-        )
+        response = web.Response(status=status, body=raw, headers=headers, content_type=content_type)
+        if chunked:  # no Content-Length: the client learns the size only by reading
+            response.enable_chunked_encoding()
+        self.answers.append(response)
 
     async def handle(self, request: web.Request) -> web.Response:
         self.seen.append(
@@ -392,11 +395,23 @@ class TestListPage:
         assert reply.body.servers[0].tags is None
 
     @pytest.mark.parametrize(
+        "forged", [None, "", "..", f"x/../{SERVER}", f" {SERVER}", f"{SERVER}\n", 7]
+    )
+    async def test_records_whose_id_is_not_exactly_a_uuid_are_dropped_and_counted(
+        self, compute: HttpCompute, nova: ScriptedNova, forged: object
+    ) -> None:
+        record = {} if forged is None else {"id": forged}
+        nova.answer(200, {"servers": [record, {"id": SERVER.upper()}]})
+        reply = await compute.list_page("p1", ListQuery(), None)
+        assert isinstance(reply.body, ServerPage)
+        assert [s.id for s in reply.body.servers] == [SERVER.lower()]
+        assert reply.body.dropped == 1
+
+    @pytest.mark.parametrize(
         ("raw", "fragment"),
         [
             (b"<html><title>Login</title></html>", "not JSON"),
             (b'{"servers": 5}', "unexpected JSON"),
-            (b'{"servers": [{"name": "no id"}]}', "unexpected JSON"),
             (b'{"servers": ["x"]}', "unexpected JSON"),
             (b"[]", "unexpected JSON"),
             (b"", "not JSON"),
@@ -574,3 +589,27 @@ class TestSslContext:
     def test_missing_ca_bundle(self) -> None:
         with pytest.raises(ConfigError, match="CA"):
             client_ssl(TlsSettings(verify="/nonexistent/ca.pem"))
+
+
+class TestResponseCap:
+    """Row 10h at its edge: an answer of exactly ``max_response_bytes`` is read, one more is not."""
+
+    @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+    async def test_the_cap_is_exact(
+        self, tokens: FakeTokens, nova: ScriptedNova, chunked: bool
+    ) -> None:
+        body = json.dumps({"servers": [{"id": SERVER}]}).encode()
+        client = HttpCompute(tokens, request_timeout=5.0, pool_size=4, max_response_bytes=len(body))
+        try:
+            nova.answer(200, raw=body, chunked=chunked)
+            at_cap = await client.list_page("p1", ListQuery(), None)
+            nova.answer(200, raw=body + b" ", chunked=chunked)
+            over = await client.list_page("p1", ListQuery(), None)
+        finally:
+            await client.aclose()
+        assert isinstance(at_cap.body, ServerPage)
+        assert over.status == 200 and over.body is None
+        assert over.error is not None and over.error.code == "response_too_large"
+
+    def test_the_default_is_the_named_limit(self) -> None:
+        assert MAX_RESPONSE_BYTES == 64 * 1024 * 1024

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
+import anyio
 import pytest
-from fakes import FakeClock, FakeCompute, make_server
+from fakes import FakeClock, FakeCompute, SharedClock, make_server
 
 from bulkstop.errors import AuthError, EndpointError, InputError, RefusedError, UnsafeCloudError
+from bulkstop.execute.budget import ProjectBudget
 from bulkstop.execute.engine import Engine, Observer, Plan, RunOptions
-from bulkstop.execute.gate import RetryPolicy
-from bulkstop.models import Action, ErrorInfo, Outcome, Reply, ServerResult
+from bulkstop.execute.gate import Gate, NotAdmitted, RetryPolicy
+from bulkstop.limits import MAX_RETRY_AFTER
+from bulkstop.models import INTERRUPTED, Action, ErrorInfo, ListQuery, Outcome, Reply, ServerResult
+from bulkstop.plan.eligibility import PlanEntry
 from bulkstop.plan.rails import Batch, ErrorBudget, Rails
 from bulkstop.select.idfile import IdEntry
 from bulkstop.select.selector import PROTECT_TAG, Selector
@@ -314,7 +319,7 @@ class TestRetries:
         engine = engine_for(fake, FakeClock(), retry=RetryPolicy(max_throttle_wait=200))
         (result,) = (await run(engine)).values()
         assert result.outcome is Outcome.FAILED
-        assert result.reason is not None and result.reason.startswith("still throttled")
+        assert result.reason is not None and result.reason == "throttled for 200s"
 
     async def test_401_renews_the_token_and_retries_once(self) -> None:
         a, b = make_server(1), make_server(2)
@@ -377,6 +382,128 @@ class TestHalt:
         assert {r.reason for r in results.values() if r.outcome is Outcome.NOT_ATTEMPTED} == {
             "deadline"
         }
+
+
+class TestDeadlineAndWait:
+    """The deadline stops sends and their retries, not ``wait``'s status polls (issue 10, row 1)."""
+
+    async def test_polls_go_on_until_the_wait_timeout_after_a_deadline_halt(self) -> None:
+        # A shared clock: the project's 300 s throttle hold keeps the polls waiting while the
+        # throttled stop waits for the deadline, and neither wait may jump the other ahead.
+        clock = SharedClock()
+        slow, stuck, throttled = make_server(1), make_server(2), make_server(3)
+        fake = FakeCompute.with_servers([slow, stuck, throttled])
+        fake._apply = lambda *_: None  # type: ignore[method-assign]  # no stop is instant
+        # The third server's stop is throttled for days: its retry would come after the deadline.
+        fake.script[throttled.id] = [Reply(status=429, retry_after=999999.0)]
+        engine = engine_for(
+            fake,
+            clock,
+            concurrency=1,
+            wait=True,
+            wait_timeout=600.0,
+            rails=Rails(deadline=utc_now() + timedelta(seconds=100)),
+        )
+        start = clock.now
+        # The slow server is off after the deadline, and after the project's 300 s hold.
+        settles_at = start + 400
+        listed, read = fake.list_page, fake.get_server
+
+        def settle() -> None:
+            if clock.now >= settles_at:
+                FakeCompute._apply(fake, slow.id, Action.STOP)
+
+        async def list_page(project_id: str, query: ListQuery, marker: str | None) -> Reply:
+            settle()
+            return await listed(project_id, query, marker)
+
+        async def get_server(project_id: str, server_id: str) -> Reply:
+            settle()
+            return await read(project_id, server_id)
+
+        fake.list_page = list_page  # type: ignore[method-assign]
+        fake.get_server = get_server  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(clock.run)
+            results = await run(engine)
+            tg.cancel_scope.cancel()
+
+        assert engine.halted == "deadline"
+        # Nothing was sent after the deadline: the throttled stop was not tried again.
+        assert fake.actions() == [slow.id, stuck.id, throttled.id]
+        held = results[throttled.id]
+        assert held.outcome is Outcome.NOT_ATTEMPTED
+        assert (held.attempts, held.http_status) == (1, 429)
+        # The polls went on past the deadline: the slow server was seen off ...
+        assert results[slow.id].outcome is Outcome.STOPPED
+        # ... and the one that never got there ran into its wait timeout, not the deadline.
+        assert results[stuck.id].outcome is Outcome.FAILED
+        assert results[stuck.id].reason == "not SHUTOFF after 600s"
+        # Held until the deadline, then no sooner done than the stuck server's wait timeout.
+        assert max(clock.slept) <= MAX_RETRY_AFTER + 1
+        assert clock.now - start == pytest.approx(600, abs=2)
+
+    async def test_a_read_waiting_out_a_hold_keeps_no_stop_past_its_deadline(self) -> None:
+        clock = SharedClock()
+        server = make_server(1)
+        fake = FakeCompute.with_servers([server])
+        budget = ProjectBudget(rate=10, clock=clock, sleep=clock.sleep)
+        gate = Gate(
+            compute=fake,
+            budgets={"p1": budget},
+            concurrency=1,
+            policy=RetryPolicy(),
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        budget.throttled(MAX_RETRY_AFTER)  # a 429's hold: nothing of p1 goes out for 300 s
+        start = clock.now
+        until = start + 100
+        refused_at: list[float] = []
+
+        async def read() -> None:  # a status poll: no deadline, it waits the hold out
+            await gate.call("p1", partial(fake.get_server, "p1", server.id))
+
+        async def stop() -> None:
+            request = partial(fake.action, "p1", server.id, Action.STOP)
+            with pytest.raises(NotAdmitted):
+                await gate.call("p1", request, admit=lambda: clock() < until, until=until)
+            refused_at.append(clock.now)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(clock.run)
+            async with anyio.create_task_group() as calls:
+                calls.start_soon(read)  # first in line for the project's turn
+                calls.start_soon(stop)
+            tg.cancel_scope.cancel()
+        # The stop gave up at its deadline, not when the read's hold ended.
+        assert refused_at == [until]
+        assert fake.actions() == []
+
+    async def test_any_other_halt_still_ends_the_polls(self) -> None:
+        clock = FakeClock()
+        first, second = make_server(1), make_server(2)
+        fake = FakeCompute.with_servers([first, second])
+        fake._apply = lambda *_: None  # type: ignore[method-assign]  # never reaches SHUTOFF
+
+        class InterruptOnSecond(Observer):
+            engine: Engine | None = None
+
+            def sending(self, entry: PlanEntry) -> None:
+                if entry.server.id == second.id and self.engine is not None:
+                    self.engine.halt(INTERRUPTED)
+
+        observer = InterruptOnSecond()
+        engine = engine_for(
+            fake, clock, concurrency=1, wait=True, wait_timeout=300.0, observer=observer
+        )
+        observer.engine = engine
+        start = clock.now
+        results = await run(engine)
+        assert results[first.id].outcome is Outcome.ACCEPTED
+        assert results[first.id].reason == f"{INTERRUPTED} before SHUTOFF"
+        assert results[second.id].outcome is Outcome.NOT_ATTEMPTED
+        assert clock.now - start < 300
 
 
 class TestStart:

@@ -17,7 +17,7 @@ from fakes import FakeClock, FakeCompute, make_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bulkstop.errors import InputError, RefusedError, UsageError
+from bulkstop.errors import InputError, RecordError, RefusedError, UsageError
 from bulkstop.execute.engine import Engine, Observer, Observers, Plan, RunOptions
 from bulkstop.models import INTERRUPTED, Action, ErrorInfo, Outcome, Reply, ServerResult
 from bulkstop.plan.eligibility import PlanEntry
@@ -194,7 +194,7 @@ class TestWriting:
 
     async def test_refuses_an_existing_journal_before_sending(self, tmp_path: Path) -> None:
         path = tmp_path / "j.jsonl"
-        path.write_text("")
+        path.write_text('{"type": "header", "schema": "bulkstop/journal/v1"}\n')
         fake = fleet()
         request = RunRequest(selector=NIGHTLY, options=FAST, journal_path=str(path))
         with pytest.raises(UsageError, match="`resume`"):
@@ -222,7 +222,11 @@ class TestWriting:
         request = RunRequest(
             selector=NIGHTLY, options=RunOptions(rate=0, concurrency=1), journal_path=str(path)
         )
-        report = await run(compute=fake, scopes=("p1",), request=request)
+        # The run ends with what it could record, as a RecordError (exit 5) carrying the report.
+        with pytest.raises(RecordError, match="No space left") as caught:
+            await run(compute=fake, scopes=("p1",), request=request)
+        report = caught.value.report
+        assert isinstance(report, Report)
         assert report.halted_by is not None and "No space left" in report.halted_by
         # The request whose intent could not be written is not sent: nothing goes out unrecorded.
         assert len(stops(fake)) == 2
@@ -584,11 +588,11 @@ def _result_dict(result: ServerResult) -> dict[str, Any]:
 _texts = st.text(max_size=12)
 
 
-@given(
-    result=st.builds(
+def _results(ids: st.SearchStrategy[str], project_ids: st.SearchStrategy[str]) -> Any:
+    return st.builds(
         ServerResult,
-        id=_texts,
-        project_id=_texts,
+        id=ids,
+        project_id=project_ids,
         name=_texts,
         outcome=st.sampled_from(Outcome),
         http_status=st.none() | st.integers(min_value=100, max_value=599),
@@ -598,10 +602,23 @@ _texts = st.text(max_size=12)
         request_id=st.none() | _texts,
         elapsed=st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False),
     )
-)
+
+
+@given(result=_results(_texts, _texts))
 def test_hand_formatted_outcome_record_is_what_the_encoder_writes(result: ServerResult) -> None:
     expected = journal_module._dumps({"type": "outcome", **server_to_dict(result)})
     assert journal_module.outcome_record(result) == expected
-    assert server_from_dict(json.loads(expected)) == dataclasses.replace(
+
+
+@given(
+    result=_results(
+        st.uuids().map(str),
+        st.just("") | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True),
+    )
+)
+def test_a_hand_formatted_outcome_record_reads_back(result: ServerResult) -> None:
+    # Reading checks identifiers at the boundary: only a UUID is a server id there.
+    record = journal_module.outcome_record(result)
+    assert server_from_dict(json.loads(record)) == dataclasses.replace(
         result, elapsed=None if result.elapsed is None else round(result.elapsed, 4)
     )

@@ -82,7 +82,12 @@ class TestFiles:
 
     def test_written_owner_only_and_readable(self, tmp_path: Path) -> None:
         path = tmp_path / "r.json"
-        server = ServerResult(id="i", project_id="p", outcome=Outcome.ACCEPTED, http_status=202)
+        server = ServerResult(
+            id="95bf2490-5428-432c-ad9b-5e3406f869dd",
+            project_id="p",
+            outcome=Outcome.ACCEPTED,
+            http_status=202,
+        )
         report = report_of((server,))
         write_report(report, str(path))
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

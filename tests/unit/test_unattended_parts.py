@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from bulkstop.cli import log
 from bulkstop.cli.log import detect
 from bulkstop.models import Outcome, ServerResult
 from bulkstop.record.metrics import LAST_SUCCESS, RunMetrics, write_metrics_file
@@ -127,3 +130,13 @@ def test_a_long_run_is_written_in_wider_buckets(tmp_path: Path) -> None:
     )
     assert plot_run(r, str(tmp_path / "long.png")) == PANELS
     assert (tmp_path / "long.png").stat().st_size > 0
+
+
+def test_a_json_log_line_masks_credentials_in_urls(capsys: pytest.CaptureFixture[str]) -> None:
+    log.set_format("json")
+    try:
+        log.event("warning", level="warning", message="cannot reach http://alice:s3cret@nova/v2.1")
+    finally:
+        log.set_format("text")
+    line = json.loads(capsys.readouterr().err)
+    assert line["message"] == "cannot reach http://***@nova/v2.1"

@@ -1,7 +1,7 @@
 """``python -m benchmarks``: run the scenarios, print the tables, write the JSON.
 
 Options: ``--quick`` (a smoke run of seconds: tiny fleets, one concurrency level, one repeat),
-``--only NAME,...`` (scenarios: throughput, rate, throttling, scale, peers, vsbare),
+``--only NAME,...`` (scenarios: throughput, rate, throttling, scale, peers, vsbare, huawei),
 ``--repeats N``, ``--levels 32,64,...``, ``--loop auto|asyncio|uvloop``, ``--json PATH``. Exit
 status 0 when every sanity check passed, 1 when one failed (a failure is a broken pipeline, not
 a missed speed target).
@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
+from .huawei import table as huawei_table
 from .measure import QUIET_CORES
 from .procs import ROOT, Spawner
 from .scenarios import (
@@ -334,6 +335,8 @@ def tables(results: dict[str, Any]) -> str:
         )
     if "vsbare" in scenarios:
         parts.append(_vs_bare_table(scenarios["vsbare"]))
+    if "huawei" in scenarios:
+        parts.append(huawei_table(scenarios["huawei"]))
     judged = "" if not results["meta"]["quick"] else " (a quick run is too small to judge them)"
     parts.append(
         f"Targets{judged}\n"

@@ -618,6 +618,13 @@ def _pair_ratio(
     return round(statistics.median(ratios), 3) if ratios else None
 
 
+def huawei(settings: Settings) -> dict[str, Any]:
+    """Native vs batch API on Huawei bare metal (:mod:`benchmarks.huawei`)."""
+    from .huawei import huawei as scenario  # it imports this module: import when run
+
+    return scenario(settings)
+
+
 SCENARIOS: Final[dict[str, Callable[[Settings], dict[str, Any]]]] = {
     "throughput": throughput,
     "rate": rate_fidelity,
@@ -625,4 +632,5 @@ SCENARIOS: Final[dict[str, Callable[[Settings], dict[str, Any]]]] = {
     "scale": scale,
     "peers": peers,
     "vsbare": vs_bare,
+    "huawei": huawei,
 }

@@ -37,7 +37,10 @@ ID file names, else the credentials' own); ``all_projects=True`` (admin: every p
 the credentials' own); ``request_timeout``.
 
 How: ``rate``, ``concurrency``, ``max_attempts``, ``wait``, ``wait_timeout``,
-``poll_interval``, ``stop_type`` (``"SOFT"``/``"HARD"``, stops only). Rails: ``dry_run``,
+``poll_interval``, ``stop_type`` (``"SOFT"``/``"HARD"``, stops only). Huawei's batch API:
+``api="batch"`` (default ``"native"``: one request per server), ``service`` (``"auto"``,
+``"bms"``, ``"ecs"``), ``batch_size`` (1 to 1000, default 1000), ``batch_endpoint`` (a URL
+template with ``{project_id}`` and ``{service}``). Rails: ``dry_run``,
 ``max_servers``, ``max_percent``, ``canary``, ``max_errors`` (``5``, ``"2%"``), ``deadline``
 (a ``datetime``, a ``timedelta`` from now, or the CLI's ``"25m"``/ISO text).
 
@@ -53,8 +56,8 @@ Hooks: ``observer`` (an :class:`~bulkstop.execute.engine.Observer`: progress, me
 
 :func:`resume` takes a journal and :func:`undo` a stop run's report (a path or a
 :class:`RunResult`); neither takes a selection. A resumed run repeats the recorded options
-(rate, concurrency, retries, ``wait``, ``stop_type``, the caps, canary and breaker; not the
-deadline, a moment which has likely passed) unless they are given again.
+(rate, concurrency, retries, ``wait``, ``stop_type``, the batch API's, the caps, canary and
+breaker; not the deadline, a moment which has likely passed) unless they are given again.
 
 Errors: :class:`~bulkstop.errors.ParameterError` (naming the parameter) before anything is
 sent, the rest of :mod:`bulkstop.errors` as the CLI's exit codes describe; a server that fails
@@ -77,9 +80,12 @@ import anyio.to_thread
 from bulkstop import arguments
 from bulkstop.arguments import FreshParams, PathArg, ResumeParams, SelectParams, StopParams
 from bulkstop.cloud.auth import AuthSettings
+from bulkstop.cloud.batch import HttpBatch
 from bulkstop.cloud.http import open_compute
 from bulkstop.errors import ParameterError, RecordError
-from bulkstop.execute.engine import Observer
+from bulkstop.execute.batch import BatchSettings, batch_dispatcher
+from bulkstop.execute.dispatch import NativeDispatcher
+from bulkstop.execute.engine import DispatcherFactory, Observer
 from bulkstop.limits import DEFAULT_REQUEST_TIMEOUT
 from bulkstop.models import Action, Outcome
 from bulkstop.record.journal import JournalState, read_journal
@@ -170,6 +176,12 @@ async def resume(
         state = read_journal(path)
     merged: dict[str, Any] = {**arguments.recorded_options(state), **params}
     merged.setdefault("report", state.report_path)
+    merged["cloud"] = arguments.recorded_cloud(state, params.get("cloud"))
+    if state.jobs and merged.get("api") != "batch":
+        raise ParameterError(
+            "{journal}: its run sent batch jobs, which only the batch API can poll: "
+            "resume it with {api} batch"
+        )
     selector = resume_selector(state, **arguments.protections(merged))
     return await _perform(
         state.action,
@@ -190,17 +202,26 @@ async def run_request(
     confirm: Confirm | None = None,
     handle_signals: bool = False,
     on_open: Callable[[RunRequest], RunRequest] | None = None,
+    batch: BatchSettings | None = None,
 ) -> Report:
     """Open the cloud, run ``request`` (:func:`bulkstop.runner.run`), close the cloud.
 
     The one copy of open → run → close, under :func:`stop` and the rest, for callers that
     build a :class:`~bulkstop.runner.RunRequest` themselves (the tests, to tune retries).
     ``on_open`` may change the request once every project has authenticated (the tests start
-    a deadline's clock there, so that a slow Keystone cannot eat into it).
+    a deadline's clock there, so that a slow Keystone cannot eat into it). ``batch`` sends
+    through Huawei's batch API (a resumed run polls the jobs its journal recorded).
     """
     compute, scopes = await open_compute(
         auth, request_timeout=request_timeout, pool_size=request.options.concurrency
     )
+    dispatcher: DispatcherFactory = NativeDispatcher
+    if batch is not None:
+        endpoints = HttpBatch(
+            compute, region=auth.region_name or compute.region, template=batch.endpoint
+        )
+        jobs = request.resume.jobs if request.resume is not None else None
+        dispatcher = batch_dispatcher(endpoints, batch, jobs=jobs)
     try:
         return await run(
             compute=compute,
@@ -209,6 +230,7 @@ async def run_request(
             observer=observer,
             confirm=confirm,
             handle_signals=handle_signals,
+            dispatcher=dispatcher,
         )
     finally:
         await compute.aclose()
@@ -263,8 +285,10 @@ async def _perform(
     if resumed is None:
         journal_path = arguments.journal_path(params.get("journal", True), report_path)
     options = arguments.run_options(action, params)
+    batch = arguments.batch_settings(params)
     request_timeout = params.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)
     plan = params.get("plan")
+    auth = arguments.auth_settings(params, tuple(projects), all_projects=selector.all_projects)
     request = RunRequest(
         selector=selector,
         options=options,
@@ -272,6 +296,8 @@ async def _perform(
         extra_options={
             "request_timeout": request_timeout,
             "plan": None if plan is None else os.fspath(plan),
+            **arguments.batch_options(batch),
+            **arguments.endpoint_options(auth),
         },
         journal_path=journal_path,
         resume=resumed,
@@ -281,13 +307,12 @@ async def _perform(
     try:
         result = await run_request(
             request,
-            auth=arguments.auth_settings(
-                params, tuple(projects), all_projects=selector.all_projects
-            ),
+            auth=auth,
             request_timeout=request_timeout,
             observer=params.get("observer"),
             confirm=params.get("confirm"),
             handle_signals=params.get("handle_signals", False),
+            batch=batch,
         )
     except RecordError as exc:
         # The run ended but is on record only in part: its result says where to resume from.

@@ -6,6 +6,9 @@ projects, :class:`~bulkstop.execute.engine.RunOptions`, :class:`~bulkstop.cloud.
 AuthSettings`, the journal's path — and refuses, with a
 :class:`~bulkstop.errors.ParameterError` naming the parameter, what cannot work. A parameter
 not given takes the CLI's default (the same named constants).
+
+Why one module of ~430 lines: it is the one translation of the public parameters into the
+library's records; the parameter tables, their checks and their defaults must not drift apart.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Final, TypedDict
 
 from bulkstop.cloud.auth import AuthSettings
 from bulkstop.errors import ParameterError, UsageError, literal
+from bulkstop.execute.batch import APIS, DEFAULT_BATCH_SIZE, ROUTINGS, BatchSettings
 from bulkstop.execute.engine import (
     DEFAULT_CONCURRENCY,
     DEFAULT_POLL_INTERVAL,
@@ -32,6 +36,7 @@ from bulkstop.models import Action, Outcome
 from bulkstop.plan.rails import ErrorBudget, Rails
 from bulkstop.record.journal import JournalState, journal_path_for
 from bulkstop.record.planfile import DEFAULT_PLAN_MAX_AGE, load_plan
+from bulkstop.redaction import MASK, redact
 from bulkstop.runner import Confirm
 from bulkstop.select.idfile import STDIN_PATH, STDIN_SOURCE, IdEntry, load_ids
 from bulkstop.select.selector import Selector
@@ -84,6 +89,10 @@ class CommonParams(TypedDict, total=False):
     confirm: Confirm | None
     handle_signals: bool
     command: Sequence[str]
+    api: str
+    service: str
+    batch_size: int
+    batch_endpoint: str | None
 
 
 class FreshParams(CommonParams, total=False):
@@ -136,15 +145,85 @@ def recorded_options(state: JournalState) -> dict[str, Any]:
             "wait_timeout",
             "stop_type",
             "request_timeout",
+            *BATCH_PARAMS,
         )
         if recorded.get(name) is not None
     }
+    if _unmasked(found.get("batch_endpoint")) is None:
+        found.pop("batch_endpoint", None)
     found.update(
         (name, rails[name])
         for name in ("max_servers", "max_percent", "canary", "max_errors")
         if rails.get(name) is not None
     )
     return found
+
+
+#: The batch API's parameters (besides ``stop_type``), recorded in the report's options.
+BATCH_PARAMS: Final = ("api", "service", "batch_size", "batch_endpoint")
+
+
+def batch_settings(params: Mapping[str, Any]) -> BatchSettings | None:
+    """``api="batch"``'s settings, or None for one request per server (``api="native"``)."""
+    api = params.get("api") or "native"
+    if api not in APIS:
+        raise ParameterError("{api} must be native or batch, not " + literal(api))
+    given = {name: params[name] for name in BATCH_PARAMS[1:] if params.get(name) is not None}
+    if api == "native":
+        if given:
+            names = " ".join(f"{{{name}}}" for name in given)
+            raise ParameterError(names + " need(s) {api} batch")
+        return None
+    service = given.get("service", "auto")
+    if service not in ROUTINGS:
+        raise ParameterError("{service} must be auto, bms or ecs, not " + literal(service))
+    try:
+        return BatchSettings(
+            service=service,
+            batch_size=given.get("batch_size", DEFAULT_BATCH_SIZE),
+            endpoint=given.get("batch_endpoint"),
+        )
+    except ValueError as exc:
+        raise ParameterError("{batch_size}: " + literal(exc)) from None
+
+
+def batch_options(settings: BatchSettings | None) -> dict[str, Any]:
+    """The batch parameters as the report's ``options`` record them (and resume reads them)."""
+    if settings is None:
+        return {"api": "native"}
+    return {
+        "api": "batch",
+        "service": settings.service,
+        "batch_size": settings.batch_size,
+        "batch_endpoint": None if settings.endpoint is None else redact(settings.endpoint),
+    }
+
+
+def endpoint_options(auth: AuthSettings) -> dict[str, Any]:
+    """The endpoint and region a run was given, as the report's ``options`` record them
+    (credentials in a URL masked: such an endpoint must be given again to resume)."""
+    given = {"endpoint": auth.endpoint, "region_name": auth.region_name}
+    return {name: redact(value) for name, value in given.items() if value is not None}
+
+
+def recorded_cloud(state: JournalState, cloud: str | AuthSettings | None) -> AuthSettings:
+    """``cloud`` for a resumed run: the endpoint and region the run was given, unless
+    ``cloud`` is a settings object (which says everything itself)."""
+    if isinstance(cloud, AuthSettings):
+        return cloud
+    recorded = state.options
+    return AuthSettings(
+        os_cloud=cloud,
+        endpoint=_unmasked(recorded.get("endpoint")),
+        region_name=recorded.get("region_name") or None,
+    )
+
+
+def _unmasked(url: object) -> str | None:
+    """A recorded URL, unless it was recorded with its credentials masked (then unusable)."""
+    if not isinstance(url, str) or not url or f"{MASK}@" in url:
+        return None
+    return url
 
 
 def from_criteria(params: Mapping[str, Any]) -> tuple[Selector, tuple[str, ...]]:

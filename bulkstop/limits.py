@@ -32,6 +32,9 @@ DEFAULT_AUTH_TIMEOUT: Final = 30.0
 DEFAULT_WAIT_TIMEOUT: Final = 600.0
 #: After the first Ctrl-C / SIGTERM, requests in flight get this long before they are cancelled.
 DEFAULT_GRACE: Final = 10.0
+#: Longest wait between two polls of a Huawei batch job (they start at ``poll_interval`` and
+#: grow); otcextensions' ``wait_for_job`` polls every 5 s.
+MAX_JOB_POLL_INTERVAL: Final = 10.0
 
 # -- sizes --------------------------------------------------------------------------------------
 
@@ -39,6 +42,9 @@ DEFAULT_GRACE: Final = 10.0
 #: well under 10 MiB). A larger one is not read: the request fails with ``response_too_large``,
 #: and a listing that meets it ends the run with exit 3 before anything is sent.
 MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
+#: The most servers one Huawei batch call may name (ECS answers Ecs.0118 above it);
+#: ``batch_size`` above it is refused with exit 2.
+MAX_BATCH_SIZE: Final = 1000
 #: Largest ID file (or standard input) read; a larger one is refused with exit 2.
 MAX_ID_FILE_BYTES: Final = 256 * 1024 * 1024
 #: Pages one listing may take. With the no-progress rule (a page that brings no server not seen

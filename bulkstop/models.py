@@ -184,6 +184,8 @@ class ServerResult:
     request_id: str | None = None
     #: Seconds from the first request sent for this server to its final answer (None if none).
     elapsed: float | None = None
+    #: The batch job that carried the action out (Huawei's batch API), or None.
+    job_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

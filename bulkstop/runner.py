@@ -27,7 +27,16 @@ import anyio
 
 from bulkstop.cloud.base import ComputeAPI
 from bulkstop.errors import BulkstopError, RecordError, RefusedError
-from bulkstop.execute.engine import Engine, Observer, Observers, Plan, RunOptions, first_run_error
+from bulkstop.execute.dispatch import NativeDispatcher
+from bulkstop.execute.engine import (
+    DispatcherFactory,
+    Engine,
+    Observer,
+    Observers,
+    Plan,
+    RunOptions,
+    first_run_error,
+)
 from bulkstop.limits import DEFAULT_GRACE
 from bulkstop.models import INTERRUPTED
 from bulkstop.plan.rails import check_caps
@@ -84,8 +93,12 @@ async def run(
     confirm: Confirm | None = None,
     handle_signals: bool = False,
     grace: float = DEFAULT_GRACE,
+    dispatcher: DispatcherFactory = NativeDispatcher,
 ) -> Report:
     """Resolve and execute ``request``; return the report (also written if a path is set).
+
+    ``dispatcher`` sends the actions (default: one request per server; the batch API's is
+    :func:`bulkstop.execute.batch.batch_dispatcher`).
 
     Raises :class:`~bulkstop.errors.RefusedError` (nothing sent) when a cap is exceeded or
     ``confirm`` says no, and CloudAccessError subclasses when the selection cannot be resolved.
@@ -105,6 +118,7 @@ async def run(
         scopes=scopes,
         options=request.options,
         observer=Observers(journal, timeline, observer),
+        dispatcher=dispatcher,
     )
     plan = await engine.resolve(request.selector)
     if request.resume is not None:

@@ -49,6 +49,7 @@ _RUN_OPTIONS: Final = (
     *("request_timeout", "rate", "concurrency", "max_attempts", "wait", "wait_timeout"),
     *("max_servers", "max_percent", "canary", "max_errors", "deadline"),
     *("protect_tags", "include_locked"),
+    *("api", "service", "batch_size", "batch_endpoint"),
 )
 _SELECTION_OPTIONS: Final = (
     *("tags", "any_tags", "exclude_tags", "select_all", "projects", "all_projects"),
@@ -62,7 +63,8 @@ _SELECTION_OPTIONS: Final = (
 @click.option(
     "--stop-type",
     type=click.Choice(["SOFT", "HARD"], case_sensitive=False),
-    help="Sent as os-stop.type (default: not sent; Huawei ignores it today).",
+    help="Sent as os-stop.type (default: not sent; Huawei's native API ignores it; its "
+    "batch API takes only HARD for bare metal).",
 )
 def stop(**params: Any) -> None:
     """Stop every selected server, under per-project rate limits.

@@ -1,4 +1,8 @@
-"""Options shared by the commands that act on servers (one definition, so they cannot drift)."""
+"""Options shared by the commands that act on servers (one definition, so they cannot drift).
+
+Why one module of ~450 lines: every flag of ``stop``/``start`` is declared here, with its
+parameter name (:data:`FLAGS`, which error messages use), so a flag and its naming cannot part.
+"""
 
 from __future__ import annotations
 
@@ -246,7 +250,32 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
                 metavar="S",
                 default=DEFAULT_WAIT_TIMEOUT,
                 show_default=True,
-                help="Seconds to wait for each server with --wait.",
+                help="Seconds to wait for each server with --wait (--api batch: for each job).",
+            ),
+            # Huawei's batch API
+            click.option(
+                "--api",
+                type=click.Choice(["native", "batch"]),
+                help="native: one request per server (the default); batch: Huawei's batch "
+                "API, up to --batch-size servers per call, each fate read from its job.",
+            ),
+            click.option(
+                "--service",
+                type=click.Choice(["auto", "bms", "ecs"]),
+                help="--api batch: the service to send to (default auto: servers tagged "
+                "__type_baremetal to bms, the rest to ecs).",
+            ),
+            click.option(
+                "--batch-size",
+                type=click.IntRange(min=1),
+                metavar="N",
+                help="--api batch: servers per call (default and most: 1000).",
+            ),
+            click.option(
+                "--batch-endpoint",
+                metavar="URL",
+                help="--api batch: endpoint instead of the region's; '{project_id}' and "
+                "'{service}' (bms or ecs) in it are replaced.",
             ),
             # safety
             click.option(

@@ -15,6 +15,10 @@ Three layers:
 * :class:`KeystoneTokens`: the asynchronous per-project token cache the compute client reads on
   every request. A valid cached token costs a dict lookup and a float compare; renewals (ahead of
   expiry, or on demand after a 401) are single-flight per project.
+
+Why one module of ~600 lines: it is the one boundary where keystoneauth1's and openstacksdk's
+exceptions are translated (errors.py promises exactly one); splitting the settings, the
+synchronous Keystone calls and the token cache apart would spread that boundary over three files.
 """
 
 from __future__ import annotations
@@ -216,6 +220,11 @@ class Keystone:
         self.tls = tls
         self.auth_url = str(auth_options.get("auth_url") or "")
         self._plugins: dict[str, BaseIdentityPlugin] = {}
+
+    @property
+    def region_name(self) -> str | None:
+        """The configured region (it names Huawei's batch endpoints), or None."""
+        return self._region_name
 
     @classmethod
     def load(cls, settings: AuthSettings, *, timeout: float = DEFAULT_AUTH_TIMEOUT) -> Keystone:

@@ -18,12 +18,14 @@ Contract of every call:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from bulkstop.models import Action, ListQuery, Reply
 
 #: The services of Huawei's batch API.
 BatchService = Literal["bms", "ecs"]
+#: The tag (and metadata key) Huawei puts on bare metal servers' native records.
+BAREMETAL_TAG: Final = "__type_baremetal"
 
 
 class ComputeAPI(Protocol):

@@ -21,10 +21,9 @@ from bulkstop.cloud.errorbody import parse_error_body, shorten
 from bulkstop.cloud.http import HttpCompute
 from bulkstop.cloud.huawei import batch_url
 from bulkstop.identifiers import validate_job_id
+from bulkstop.limits import MAX_BATCH_SIZE
 from bulkstop.models import Action, ErrorInfo, Job, Reply, SubJob
 
-#: The most servers Huawei accepts in one batch call (ECS answers Ecs.0118 above it).
-MAX_BATCH_SIZE: Final = 1000
 #: The path of each service's batch action.
 ACTION_PATHS: Final = {"bms": "/baremetalservers/action", "ecs": "/cloudservers/action"}
 

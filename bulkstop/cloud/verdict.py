@@ -43,7 +43,7 @@ from typing import Final
 from bulkstop.cloud.errorbody import OVER_LIMIT
 from bulkstop.errors import AuthError, CloudAccessError, EndpointError
 from bulkstop.limits import MAX_RETRY_AFTER
-from bulkstop.models import Reply
+from bulkstop.models import Reply, SubJob
 
 __all__ = [
     "CODE_TABLE",
@@ -177,6 +177,18 @@ def judge(reply: Reply) -> Verdict:
             return Verdict(kind=Kind.SKIPPED, reason=NOT_READY)
         return Verdict(kind=Kind.REREAD)
     return Verdict(kind=Kind.FAILED)
+
+
+def judge_sub_job(sub: SubJob) -> Verdict:
+    """What one server's sub-job of an ended batch job means: ``SUCCESS`` is ``ACCEPTED``
+    (done); a failure is its code's row of :data:`CODE_TABLE` (BMS.0039 already stopped,
+    Ecs.0605 locked, ...), else ``FAILED``. Pure; never raises."""
+    if sub.status == "SUCCESS":
+        return Verdict(kind=Kind.ACCEPTED)
+    rule = CODE_TABLE.get(sub.error.code) if sub.error is not None else None
+    if rule is None:
+        return Verdict(kind=Kind.FAILED)
+    return Verdict(kind=rule.kind, reason=rule.reason)
 
 
 def read_failure(project_id: str, reply: Reply, *, what: str) -> CloudAccessError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bulkstop.models import ServerResult
@@ -42,6 +43,10 @@ class Observer:
     def halted(self, reason: str) -> None:
         """Dispatch was just halted (a rail, a deadline, an interruption): called once."""
 
+    def job_started(self, scope: str, service: str, job_id: str, ids: Sequence[str]) -> None:
+        """A batch call (Huawei's batch API) was answered with ``job_id`` for servers ``ids``:
+        a resumed run polls that job instead of sending them again."""
+
 
 class Observers(Observer):
     """Several observers as one, called in order (e.g. journal first, then progress)."""
@@ -72,3 +77,7 @@ class Observers(Observer):
     def halted(self, reason: str) -> None:
         for o in self.observers:
             o.halted(reason)
+
+    def job_started(self, scope: str, service: str, job_id: str, ids: Sequence[str]) -> None:
+        for o in self.observers:
+            o.job_started(scope, service, job_id, ids)

@@ -14,6 +14,9 @@ Admin endpoints (unauthenticated; the mock binds loopback):
 * ``GET /_mock/info`` → :meth:`MockCloud.connection_info`
 * ``POST /_mock/reset`` → 204: journal cleared, fleet and fault counters restored
 * ``POST /_mock/revoke-tokens`` → 204: every token issued so far stops working
+
+Why one module of ~460 lines: it wires every room of the mock (Keystone, Nova, Huawei, admin
+routes, faults) into one server; each room's logic lives in its own module.
 """
 
 from __future__ import annotations

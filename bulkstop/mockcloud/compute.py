@@ -10,6 +10,9 @@ the gateway faults, the token check (keystonemiddleware: 401), Nova's URL check 
 that is not the token's is a 400, for admins too), the microversion (400/406), and the
 operation. Microversion rules: ``OpenStack-API-Version: compute X.Y`` wins over
 ``X-OpenStack-Nova-API-Version: X.Y``; none means 2.1.
+
+Why one module of ~650 lines: it mirrors one Nova API (nova/api/openstack/compute/servers.py)
+route by route; record shapes and filters already live in :mod:`.records` and :mod:`.filters`.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ host per service): a client's batch endpoint template is ``{base_url}/{service}/
 from __future__ import annotations
 
 import email.utils
+import functools
 import hashlib
 import itertools
 import json
@@ -204,20 +205,21 @@ class BatchApi:
         try:
             document = json.loads(body)
             ((action, value),) = document.items()
-            servers = [entry["id"] for entry in value["servers"]]
+            servers = [str(entry["id"]) for entry in value["servers"]]
         except (ValueError, TypeError, KeyError, AttributeError):
             return self._record(request, KIND_BATCH, _error(400, "Common.0002", "bad request"))
+        record = functools.partial(self._record, servers=tuple(servers))
         if action not in _STATUS_ACTIONS:
-            return self._record(request, KIND_BATCH, _error(400, "Common.0002", "bad action"))
+            return record(request, KIND_BATCH, _error(400, "Common.0002", "bad action"))
         if not servers or len(servers) > MAX_BATCH:
             code = "Ecs.0118" if service == "ecs" else "BMS.0001"
             message = f"the number of servers must be 1 to {MAX_BATCH}"
-            return self._record(request, KIND_BATCH, _error(400, code, message))
+            return record(request, KIND_BATCH, _error(400, code, message))
         if self._random.random() < self._config.flow_limit_rate:
             answer = _json(
                 202, {"error": {"code": "Common.0024", "message": "Flow limit exceeded"}}
             )
-            return self._record(request, KIND_BATCH, answer)
+            return record(request, KIND_BATCH, answer)
         job = _Job(
             id=f"ff80808{next(self._ids):025x}",
             service=service,
@@ -227,7 +229,7 @@ class BatchApi:
             started=self._clock(),
         )
         self._jobs[job.id] = job
-        return self._record(request, KIND_BATCH, _json(200, {"job_id": job.id}))
+        return record(request, KIND_BATCH, _json(200, {"job_id": job.id}))
 
     def _fate(self, project: Project, action: str, server_id: str) -> tuple[str, str | None, str]:
         server = self._fleet.servers.get(server_id)
@@ -309,7 +311,13 @@ class BatchApi:
             return None, _error(400, "Common.0018", "project id mismatch")
         return checked.project, web.Response(status=204)
 
-    def _record(self, request: web.Request, kind: str, response: web.Response) -> web.Response:
+    def _record(
+        self,
+        request: web.Request,
+        kind: str,
+        response: web.Response,
+        servers: tuple[str, ...] = (),
+    ) -> web.Response:
         self._journal.append(
             RequestRecord(
                 t=self._clock(),
@@ -320,6 +328,7 @@ class BatchApi:
                 status=response.status,
                 project_id=request.match_info.get("project_id"),
                 query=request.query_string,
+                servers=servers,
             )
         )
         return response

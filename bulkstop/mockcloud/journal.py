@@ -45,6 +45,8 @@ class RequestRecord:
     fault: str | None = None
     request_id: str | None = None
     query: str = ""
+    #: The servers a batch call named (Huawei mode's v1 batch API), in the order given.
+    servers: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

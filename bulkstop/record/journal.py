@@ -10,6 +10,8 @@ Schema ``bulkstop/journal/v1``, one JSON object per line::
      "started_at": "...Z", "selector": {...}, "options": {...}, "command": ["--tag", "x"],
      "report_path": "...", "targets": [{"id": "", "project_id": "", "scope": "", "name": ""}]}
     {"type": "intent", "id": "..."}         before the first request for a server is sent
+    {"type": "job", "scope": "", "service": "bms", "job_id": "...", "ids": ["..."]}
+                                             a batch call's job, as soon as it is known
     {"type": "outcome", "id": "...", ...}    the server's final result (the report's fields)
     {"type": "resume", "started_at": "...Z", "options": {...}, "command": [...]}
     {"type": "end", "finished_at": "...Z", "halted_by": null}
@@ -26,6 +28,9 @@ background thread at most every :data:`DEFAULT_SYNC_INTERVAL` seconds and at clo
 never waits for the disk. A torn last line (the process died mid-write, or the machine lost
 power) is ignored on read and cut off before a resumed run appends; a bad line anywhere else is
 an :class:`~bulkstop.errors.InputError` naming the line. Files are created owner-only (0600).
+
+Why one module of ~600 lines: the writer and the reader of one file format stay together, so a
+record type cannot be added to one side only; the round-trip tests exercise both.
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from bulkstop.errors import InputError, RecordError, UsageError
+from bulkstop.execute.batch import RecordedJob, batch_service
 from bulkstop.execute.engine import Observer, Plan
-from bulkstop.identifiers import record_project_id, record_server_id
+from bulkstop.identifiers import record_project_id, record_server_id, validate_job_id
 from bulkstop.models import Action, ServerResult
 from bulkstop.plan.eligibility import PlanEntry
 
@@ -100,6 +106,8 @@ class JournalState:
     outcomes: Mapping[str, ServerResult]
     #: Servers a request was sent for (or was about to be) that have no final result.
     pending: frozenset[str]
+    #: The batch job each server was last sent in (Huawei's batch API), by server id.
+    jobs: Mapping[str, RecordedJob] = field(default_factory=dict)
     #: How often the run was started: 1 + the number of ``resume`` records.
     parts: int = 1
     #: True when the last part ended normally (an ``end`` record is the last record).
@@ -276,6 +284,10 @@ class Journal(Observer):
     def finished(self, result: ServerResult) -> None:
         self._write(outcome_record(result))
 
+    def job_started(self, scope: str, service: str, job_id: str, ids: Sequence[str]) -> None:
+        record = {"type": "job", "scope": scope, "service": service, "job_id": job_id}
+        self._write(_dumps({**record, "ids": list(ids)}))
+
     def _write(self, record: str) -> None:
         if self._fd is None or self._failed is not None:
             return
@@ -339,11 +351,12 @@ def outcome_record(result: ServerResult) -> str:
     """
     if result.error is not None:
         return _dumps({"type": "outcome", **server_to_dict(result)})
-    status, reason, request_id, elapsed = (
+    status, reason, request_id, elapsed, job_id = (
         result.http_status,
         result.reason,
         result.request_id,
         result.elapsed,
+        result.job_id,
     )
     return (
         f'{{"type":"outcome","id":{_string(result.id)},"project_id":{_string(result.project_id)},'
@@ -352,7 +365,8 @@ def outcome_record(result: ServerResult) -> str:
         f'"attempts":{int.__repr__(result.attempts)},"error":null,'
         f'"reason":{"null" if reason is None else _string(reason)},'
         f'"request_id":{"null" if request_id is None else _string(request_id)},'
-        f'"elapsed":{"null" if elapsed is None else repr(round(elapsed, 4))}}}'
+        f'"elapsed":{"null" if elapsed is None else repr(round(elapsed, 4))},'
+        f'"job_id":{"null" if job_id is None else _string(job_id)}}}'
     )
 
 
@@ -394,6 +408,7 @@ class _Reader:
     commands: list[tuple[str, ...]] = field(default_factory=list)
     outcomes: dict[str, ServerResult] = field(default_factory=dict)
     intents: set[str] = field(default_factory=set)
+    jobs: dict[str, RecordedJob] = field(default_factory=dict)
     parts: int = 0
     ended: bool = False
     halted_by: str | None = None
@@ -412,6 +427,13 @@ class _Reader:
             self._start_part(record)
         elif kind == "intent":
             self.intents.add(record_server_id(record["id"]))
+        elif kind == "job":
+            job = RecordedJob(
+                scope=record_project_id(record["scope"]),
+                service=batch_service(record["service"]),
+                job_id=validate_job_id(record["job_id"]),
+            )
+            self.jobs.update((record_server_id(i), job) for i in record["ids"])
         elif kind == "outcome":
             result = server_from_dict(record)
             self.outcomes[result.id] = result
@@ -509,6 +531,7 @@ def _state(
         targets=targets,
         outcomes=reader.outcomes,
         pending=frozenset(reader.intents - reader.outcomes.keys()),
+        jobs={i: j for i, j in reader.jobs.items() if i not in reader.outcomes},
         parts=reader.parts,
         ended=reader.ended,
         halted_by=reader.halted_by,

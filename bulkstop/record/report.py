@@ -10,7 +10,10 @@ Schema ``bulkstop/report/v1``::
      "timeline": {...},
      "servers": [{"id": "", "project_id": "", "name": "", "outcome": "", "http_status": 204,
                   "attempts": 1, "error": null, "reason": null, "request_id": null,
-                  "elapsed": 0.02}]}
+                  "elapsed": 0.02, "job_id": null}]}
+
+``job_id`` (added within v1) names the Huawei batch job that carried a server's action out
+(``api="batch"``); it is ``null`` for one request per server, and absent in older reports.
 
 ``summary`` and ``projects`` are derived from ``servers`` (they are written for readers and
 recomputed on read). ``timeline`` (optional, added by newer versions; readers ignore what they
@@ -43,7 +46,7 @@ from bulkstop.errors import (
     InputError,
     UsageError,
 )
-from bulkstop.identifiers import record_project_id, record_server_id
+from bulkstop.identifiers import record_project_id, record_server_id, validate_job_id
 from bulkstop.models import INTERRUPTED, REPORT_SCHEMA, ErrorInfo, Outcome, ServerResult
 from bulkstop.timespec import format_time, parse_moment
 
@@ -192,6 +195,7 @@ def server_to_dict(s: ServerResult) -> dict[str, Any]:
         "reason": s.reason,
         "request_id": s.request_id,
         "elapsed": None if s.elapsed is None else round(s.elapsed, 4),
+        "job_id": s.job_id,
     }
 
 
@@ -209,6 +213,7 @@ def server_from_dict(d: Mapping[str, Any]) -> ServerResult:
         reason=d.get("reason"),
         request_id=d.get("request_id"),
         elapsed=None if d.get("elapsed") is None else float(d["elapsed"]),
+        job_id=None if d.get("job_id") is None else validate_job_id(d["job_id"]),
     )
 
 

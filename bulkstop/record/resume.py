@@ -74,14 +74,29 @@ def adopt(plan: Plan, state: JournalState, *, options: RunOptions) -> Plan:
 
     A server with an intent but no outcome that the cloud now shows done or in progress was
     acted on by that request: ``accepted`` (or the finished outcome with ``--wait`` when it is
-    done already), and no request is sent.
+    done already), and no request is sent. A server whose batch job was recorded goes to
+    the dispatcher whatever its state now (unless a protection excludes it): the batch
+    dispatcher polls that job for its fate and sends nothing.
     """
+    jobs = state.pending & state.jobs.keys()
+    unknown = state.pending - jobs
     return dataclasses.replace(
         plan,
         entries=tuple(
-            _adopted(e, options) if e.server.id in state.pending else e for e in plan.entries
+            _adopted(e, options)
+            if e.server.id in unknown
+            else _polled(e)
+            if e.server.id in jobs
+            else e
+            for e in plan.entries
         ),
     )
+
+
+def _polled(entry: PlanEntry) -> PlanEntry:
+    if entry.outcome is Outcome.EXCLUDED:
+        return entry
+    return dataclasses.replace(entry, outcome=None, reason=None)
 
 
 def _adopted(entry: PlanEntry, options: RunOptions) -> PlanEntry:

@@ -49,7 +49,9 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_every_scenario_ran_and_every_sanity_check_passed(results: dict[str, Any]) -> None:
     scenarios = results["scenarios"]
-    assert set(scenarios) == {"throughput", "rate", "throttling", "scale", "peers", "vsbare"}
+    assert set(scenarios) == {
+        *("throughput", "rate", "throttling", "scale", "peers", "vsbare", "huawei"),
+    }
     failed = [c for s in scenarios.values() for c in s["checks"] if not c["ok"]]
     assert failed == []
     assert results["meta"]["quick"] is True
@@ -123,3 +125,11 @@ def test_vs_bare_runs_both_clients_against_both_servers(results: dict[str, Any])
         assert all(ratio is not None and ratio > 0 for ratio in entry["ratios"].values())
     names = {t["target"] for t in results["targets"]}
     assert "stops/s over the span vs bare loop, minimal nova" in names
+
+
+def test_huawei_batch_uses_fewer_calls_than_native(results: dict[str, Any]) -> None:
+    huawei = results["scenarios"]["huawei"]
+    native, *batches = huawei["clients"]
+    assert native["api"] == "native" and {b["api"] for b in batches} == {"batch"}
+    assert all(b["calls"] < native["calls"] for b in batches)
+    assert all(b["done"] == native["done"] > 0 for b in batches)

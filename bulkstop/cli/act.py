@@ -19,9 +19,9 @@ from bulkstop import api
 from bulkstop.api import RunResult
 from bulkstop.arguments import SELECTION_PARAMS
 from bulkstop.cli import log
-from bulkstop.cli.console import cli_words, fail, run_async, say_error
+from bulkstop.cli.console import fail, run_async, say_error
 from bulkstop.cli.log import JsonProgress
-from bulkstop.cli.options import action_options, default_report_path, refuse_selection
+from bulkstop.cli.options import action_options, cli_words, default_report_path, refuse_selection
 from bulkstop.cli.progress import Progress, shown
 from bulkstop.cli.recovery import (
     RecordedCommand,

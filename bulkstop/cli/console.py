@@ -9,17 +9,16 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
-import re
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import Any, Final, NoReturn, TypeVar
 
 import anyio
 
 from bulkstop.cli import log
-from bulkstop.cli.options import flag_of
+from bulkstop.cli.options import cli_words, flag_of
 from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError, ParameterError
 from bulkstop.redaction import redact
 
@@ -48,41 +47,6 @@ def use_uvloop() -> bool:
     if os.environ.get(LOOP_ENV, "").strip().lower() == "asyncio":
         return False
     return importlib.util.find_spec("uvloop") is not None
-
-
-#: The option that sets each library parameter a message may name. The library speaks of
-#: parameters (written `name` in its messages); the CLI shows the flag instead.
-PARAMETER_FLAGS: Final[Mapping[str, str]] = {
-    "tags": "--tag",
-    "any_tags": "--any-tag",
-    "ids": "--ids-file",
-    "select_all": "--all",
-    "only": "--only",
-    "projects": "--project",
-    "all_projects": "--all-projects",
-    "os_cloud": "--os-cloud",
-    "endpoint": "--endpoint",
-    "region_name": "--region",
-    "max_servers": "--max-servers",
-    "max_percent": "--max-percent",
-    "max_errors": "--max-errors",
-    "deadline": "--deadline",
-    "dry_run": "--dry-run",
-    "report": "--report",
-    "journal": "--journal",
-    "resume": "--resume",
-    "plan_max_age": "--plan-max-age",
-    "wait": "--wait",
-    "wait_timeout": "--wait-timeout",
-    "rate": "--rate",
-    "concurrency": "--concurrency",
-}
-_PARAMETER: Final = re.compile(r"`([a-z_]+)`")
-
-
-def cli_words(text: str) -> str:
-    """A library message as the CLI says it: each `parameter` becomes its ``--flag``."""
-    return _PARAMETER.sub(lambda m: PARAMETER_FLAGS.get(m.group(1), m.group(0)), text)
 
 
 def message_of(error: BulkstopError) -> str:

@@ -45,22 +45,43 @@ SELECTION_FLAGS: Final = {
     "from_report": "--from-report",
 }
 
-#: The Python API's parameter names (in :class:`~bulkstop.errors.ParameterError` messages) as
-#: the command line spells them; a parameter not here is named alike (``--`` + dashes).
-FLAGS: Final = {
+#: The library's parameter names as the command line spells them: in
+#: :class:`~bulkstop.errors.ParameterError` fields and in library messages (written `name`). A
+#: parameter not here is named alike by :func:`flag_of` (``--`` + dashes).
+FLAGS: Final[Mapping[str, str]] = {
     **SELECTION_FLAGS,
     "ids": "--ids-file",
     "plan": "--plan",
     "protect_tags": "--protect-tag",
     "report": "--report",
     "journal": "--journal",
+    "resume": "--resume",
     "cloud": "--os-cloud",
+    "os_cloud": "--os-cloud",
+    "endpoint": "--endpoint",
+    "region_name": "--region",
+    "max_servers": "--max-servers",
+    "max_percent": "--max-percent",
+    "max_errors": "--max-errors",
+    "deadline": "--deadline",
+    "dry_run": "--dry-run",
+    "plan_max_age": "--plan-max-age",
+    "wait": "--wait",
+    "wait_timeout": "--wait-timeout",
+    "rate": "--rate",
+    "concurrency": "--concurrency",
 }
+_NAMED_PARAMETER: Final = re.compile(r"`([a-z_]+)`")
 
 
 def flag_of(param: str) -> str:
     """The flag of a Python API parameter."""
     return FLAGS.get(param) or "--" + param.replace("_", "-")
+
+
+def cli_words(text: str) -> str:
+    """A library message as the CLI says it: each known `parameter` becomes its ``--flag``."""
+    return _NAMED_PARAMETER.sub(lambda m: FLAGS.get(m.group(1), m.group(0)), text)
 
 
 #: What each source of servers decides already, for the refusal message.

@@ -12,8 +12,9 @@ from typing import Final
 import click
 
 from bulkstop.cli import log
-from bulkstop.cli.console import cli_words, fail
+from bulkstop.cli.console import fail
 from bulkstop.cli.log import log_format_option
+from bulkstop.cli.options import cli_words
 from bulkstop.errors import BulkstopError, InputError
 from bulkstop.record.journal import SCHEMA as JOURNAL_SCHEMA
 from bulkstop.record.journal import read_journal

@@ -43,6 +43,7 @@ from bulkstop.plan.rails import check_caps
 from bulkstop.record.journal import Journal, JournalState
 from bulkstop.record.report import Report, check_writable, refuse_foreign_link, write_report
 from bulkstop.record.resume import adopt, merge
+from bulkstop.record.timeline import Timeline
 from bulkstop.select.selector import Selector
 from bulkstop.timespec import utc_now
 
@@ -111,11 +112,12 @@ async def run(
     journal = None
     if request.journal_path is not None and not request.options.dry_run:
         journal = Journal(request.journal_path)
+    timeline = Timeline()
     engine = Engine(
         compute=compute,
         scopes=scopes,
         options=request.options,
-        observer=Observers(journal, observer),
+        observer=Observers(journal, timeline, observer),
         dispatcher=dispatcher,
     )
     plan = await engine.resolve(request.selector)
@@ -126,7 +128,7 @@ async def run(
         # A dry run still reports its plan, saying the real run would be refused (exit 4).
         engine.halt(refusal)
         if not request.options.dry_run:
-            _publish(engine, plan, request, started)
+            _publish(engine, plan, request, started, timeline)
             raise RefusedError(f"{refusal}; nothing was sent")
     if journal is not None:
         _open_journal(journal, engine, plan, request, started)
@@ -149,7 +151,7 @@ async def run(
         # grace ending included) nor a third Ctrl-C can cut the report or the journal short.
         with _signals_ignored(handle_signals):
             try:
-                report = _publish(engine, plan, request, started)
+                report = _publish(engine, plan, request, started, timeline)
             finally:
                 if journal is not None:
                     journal.close(halted_by=engine.halted)
@@ -175,9 +177,11 @@ async def _refusal(
     return None if await confirm(plan) else "not confirmed"
 
 
-def _publish(engine: Engine, plan: Plan, request: RunRequest, started: datetime) -> Report:
+def _publish(
+    engine: Engine, plan: Plan, request: RunRequest, started: datetime, timeline: Timeline
+) -> Report:
     """Build the report from what is known now, merge a resumed run's, and write it."""
-    report = _report(engine, plan, request, started)
+    report = _report(engine, plan, request, started, timeline)
     if request.resume is not None:
         report = merge(report, request.resume)
     if request.report_path is not None:
@@ -222,7 +226,9 @@ def _open_journal(
         )
 
 
-def _report(engine: Engine, plan: Plan, request: RunRequest, started: datetime) -> Report:
+def _report(
+    engine: Engine, plan: Plan, request: RunRequest, started: datetime, timeline: Timeline
+) -> Report:
     return Report(
         action=request.options.action.verb,
         dry_run=request.options.dry_run,
@@ -233,6 +239,7 @@ def _report(engine: Engine, plan: Plan, request: RunRequest, started: datetime) 
         options=request.describe_options(),
         halted_by=engine.halted,
         requests=dict(engine.gate.sent),
+        timeline=timeline.to_dict(),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import functools
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Coroutine
 from typing import Any, Final
 
 import anyio.to_thread
@@ -17,8 +17,11 @@ import click
 
 from bulkstop import api
 from bulkstop.api import RunResult
-from bulkstop.cli.console import cli_words, error_line, fail, run_async
-from bulkstop.cli.options import action_options, default_report_path, refuse_selection
+from bulkstop.arguments import SELECTION_PARAMS
+from bulkstop.cli import log
+from bulkstop.cli.console import fail, run_async, say_error
+from bulkstop.cli.log import JsonProgress
+from bulkstop.cli.options import action_options, cli_words, default_report_path, refuse_selection
 from bulkstop.cli.progress import Progress, shown
 from bulkstop.cli.recovery import (
     RecordedCommand,
@@ -26,16 +29,18 @@ from bulkstop.cli.recovery import (
     read_resumed,
     recovery_options,
     resume_hint,
+    unfinished_journal,
 )
+from bulkstop.cli.unattended import after_run
 from bulkstop.cloud.auth import AuthSettings
 from bulkstop.errors import BulkstopError, RecordError, UsageError
 from bulkstop.execute.engine import Plan
 from bulkstop.models import Action
-from bulkstop.record.journal import journal_path_for
+from bulkstop.record.journal import JournalState, journal_path_for
 from bulkstop.runner import Confirm
 
 #: A library call of :mod:`bulkstop.api` with every parameter but its hooks.
-LibraryCall = Callable[..., Awaitable[RunResult]]
+LibraryCall = functools.partial[Coroutine[Any, Any, RunResult]]
 
 #: How many example server names the confirmation prompt shows per project.
 EXAMPLES_SHOWN: Final = 3
@@ -102,44 +107,57 @@ def start(**params: Any) -> None:
 
 
 def _action_command(action: Action, params: dict[str, Any], *, stop_type: str | None) -> None:
-    """Shared body of ``stop`` and ``start``: options → a library call → messages, exit code."""
-    try:
-        call = _library_call(action, params, stop_type=stop_type)
-        interactive = sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
-        if not (params["yes"] or params["dry_run"] or interactive):
-            raise UsageError(
-                f"refusing to {action.verb} servers without confirmation: there is no terminal "
-                "to ask on; pass --yes (or --dry-run to look first)"
-            )
-    except BulkstopError as exc:
-        fail(exc)
-    progress = None
-    if not params["quiet"]:
-        progress = Progress(stream=sys.stderr, interactive=sys.stderr.isatty(), verb=action.verb)
-    confirm = None if params["yes"] else functools.partial(_confirm, action)
-    result, unrecorded = run_async(
-        functools.partial(_run, call, progress=progress, confirm=confirm)
-    )
-    click.echo(cli_words(result.summary), err=True)
-    if unrecorded is not None:
-        # The run went on record only in part: say what failed, and how to finish it.
-        click.echo(error_line(unrecorded), err=True)
-        if result.journal_path is not None:
-            click.echo(
-                f"journal: {result.journal_path}\nonce the disk is fixed, finish with: "
-                f"bulkstop {action.verb} --resume {result.journal_path}",
-                err=True,
-            )
-        sys.exit(unrecorded.exit_code)
-    if result.report_path not in (None, "-"):
-        click.echo(f"report: {result.report_path}", err=True)
-    if hint := resume_hint(result, action.verb):
-        click.echo(hint, err=True)
-    sys.exit(result.exit_code)
+    """Shared body of ``stop`` and ``start``: options → a library call → messages, exit code;
+    metrics and notifications (:func:`~bulkstop.cli.unattended.after_run`) however it ends."""
+    with after_run(action, params) as ending:
+        try:
+            call = _library_call(action, params, stop_type=stop_type)
+            ending.report_path = call.keywords["report"]
+            _check_confirmable(action, params)
+        except BulkstopError as exc:
+            fail(exc)
+        log.event("run_start", action=action.verb, dry_run=params["dry_run"], **_described(call))
+        confirm = None if params["yes"] else functools.partial(_confirm, action)
+        result, unrecorded = run_async(
+            functools.partial(_run, call, progress=_progress(action, params), confirm=confirm),
+            last_words=ending.last_words,
+        )
+        ending.report = result.report
+        _print_summary(result, action.verb, unrecorded)
+        if unrecorded is not None:
+            # Metrics and notifications say 5 and why, as the error line does.
+            ending.error = unrecorded
+            sys.exit(unrecorded.exit_code)
+        sys.exit(result.exit_code)
+
+
+def _check_confirmable(action: Action, params: dict[str, Any]) -> None:
+    """Without --yes, a prompt needs a terminal (and a human reader: no prompt in JSON mode)."""
+    if params["yes"] or params["dry_run"]:
+        return
+    if log.is_json():
+        raise UsageError(
+            f"refusing to {action.verb} servers without confirmation: JSON log mode never "
+            "prompts; pass --yes (or --dry-run to look first)"
+        )
+    if not (sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageError(
+            f"refusing to {action.verb} servers without confirmation: there is no terminal "
+            "to ask on; pass --yes (or --dry-run to look first)"
+        )
+
+
+def _progress(action: Action, params: dict[str, Any]) -> Progress | JsonProgress | None:
+    """The live line, progress events in JSON log mode, or nothing (``--quiet``)."""
+    if params["quiet"]:
+        return None
+    if log.is_json():
+        return JsonProgress(verb=action.verb)
+    return Progress(stream=sys.stderr, interactive=sys.stderr.isatty(), verb=action.verb)
 
 
 async def _run(
-    call: LibraryCall, *, progress: Progress | None, confirm: Confirm | None
+    call: LibraryCall, *, progress: Progress | JsonProgress | None, confirm: Confirm | None
 ) -> tuple[RunResult, RecordError | None]:
     """The library call, with a run that could not be fully recorded returned, not raised:
     its :class:`RunResult` (the summary, the journal to resume) rides on the RecordError."""
@@ -152,9 +170,54 @@ async def _run(
             return exc.result, exc
 
 
+def _print_summary(result: RunResult, verb: str, unrecorded: RecordError | None) -> None:
+    """The summary, where the report is, and how to finish a halted run; for a run that went on
+    record only in part (``unrecorded``), what failed and how to finish it once that is fixed."""
+    report_path = result.report_path if unrecorded is None else None
+    hint = resume_hint(result, verb) if unrecorded is None else _finish_hint(result, verb)
+    if log.is_json():
+        report = result.report
+        document = report.to_dict()
+        log.event(
+            "summary",
+            level="info" if result.exit_code == 0 and unrecorded is None else "warning",
+            action=report.action,
+            dry_run=report.dry_run,
+            duration=round((report.finished_at - report.started_at).total_seconds(), 3),
+            halted_by=report.halted_by,
+            requests=dict(report.requests),
+            **document["summary"],
+            projects=document["projects"],
+            exit_code=result.exit_code if unrecorded is None else unrecorded.exit_code,
+            report_path=report_path,
+            journal_path=result.journal_path,
+            hint=hint,
+        )
+    else:
+        click.echo(cli_words(result.summary), err=True)
+        if report_path not in (None, "-"):
+            click.echo(f"report: {report_path}", err=True)
+    if unrecorded is not None:
+        say_error(unrecorded)
+    if hint and not log.is_json():
+        click.echo(hint, err=True)
+
+
+def _finish_hint(result: RunResult, verb: str) -> str | None:
+    """How to finish a run whose journal or report the disk refused."""
+    if result.journal_path is None:
+        return None
+    return (
+        f"journal: {result.journal_path}\nonce the disk is fixed, finish with: "
+        f"bulkstop {verb} --resume {result.journal_path}"
+    )
+
+
 def _library_call(action: Action, params: dict[str, Any], *, stop_type: str | None) -> LibraryCall:
     """The :mod:`bulkstop.api` call this command line asks for, short of its hooks."""
     chosen: dict[str, Any] = {"stop_type": stop_type} if stop_type else {}
+    if params["resume_unfinished"] and not (params["resume"] or params["dry_run"]):
+        params["resume"] = unfinished_journal(params)
     if params["resume"]:
         state = read_resumed(action, params)  # first: it fills in the recorded options
         return functools.partial(api.resume, state, **_run_params(action, params), **chosen)
@@ -197,6 +260,27 @@ def _selection_params(params: dict[str, Any]) -> dict[str, Any]:
         "ids": params["ids_file"],
         "only": [o.strip() for o in only.split(",") if o.strip()] if only else None,
         "plan": params["plan_path"],
+    }
+
+
+def _described(call: LibraryCall) -> dict[str, Any]:
+    """The ``run_start`` event's fields: what the run continues (a journal, a report to undo),
+    the selection and the options, as given to the library."""
+    given = {k: v for k, v in call.keywords.items() if k not in ("cloud", "command")}
+    selection = {
+        name: given.pop(name)
+        for name in (*SELECTION_PARAMS, "plan", "plan_max_age", "protect_tags", "include_locked")
+        if name in given
+    }
+    source = call.args[0] if call.args else None
+    cloud = call.keywords["cloud"]
+    return {
+        "resume": source.path if isinstance(source, JournalState) else None,
+        "from_report": source if isinstance(source, str) else None,
+        "os_cloud": cloud.os_cloud,
+        "region": cloud.region_name,
+        "selector": selection,
+        "options": given,
     }
 
 

@@ -9,21 +9,23 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
-import re
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import Any, Final, NoReturn, TypeVar
 
 import anyio
-import click
 
-from bulkstop.cli.options import flag_of
+from bulkstop.cli import log
+from bulkstop.cli.options import cli_words, flag_of
 from bulkstop.errors import EXIT_INTERRUPTED, BulkstopError, ParameterError
 from bulkstop.redaction import redact
 
 T = TypeVar("T")
+#: Told the exit code, and the error (None: an interruption), by a command about to leave at
+#: once with :func:`os._exit` (see :meth:`bulkstop.cli.unattended.Ending.last_words`).
+LastWords = Callable[[int, BulkstopError | None], None]
 
 #: Collector thresholds while a command runs. A fan-out allocates about a hundred short-lived
 #: objects per request while the plan (every selected server) lives for the whole run; at
@@ -47,55 +49,36 @@ def use_uvloop() -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
 
-#: The option that sets each library parameter a message may name. The library speaks of
-#: parameters (written `name` in its messages); the CLI shows the flag instead.
-PARAMETER_FLAGS: Final[Mapping[str, str]] = {
-    "tags": "--tag",
-    "any_tags": "--any-tag",
-    "ids": "--ids-file",
-    "select_all": "--all",
-    "only": "--only",
-    "projects": "--project",
-    "all_projects": "--all-projects",
-    "os_cloud": "--os-cloud",
-    "endpoint": "--endpoint",
-    "region_name": "--region",
-    "max_servers": "--max-servers",
-    "max_percent": "--max-percent",
-    "max_errors": "--max-errors",
-    "deadline": "--deadline",
-    "dry_run": "--dry-run",
-    "report": "--report",
-    "journal": "--journal",
-    "resume": "--resume",
-    "plan_max_age": "--plan-max-age",
-    "wait": "--wait",
-    "wait_timeout": "--wait-timeout",
-    "rate": "--rate",
-    "concurrency": "--concurrency",
-}
-_PARAMETER: Final = re.compile(r"`([a-z_]+)`")
-
-
-def cli_words(text: str) -> str:
-    """A library message as the CLI says it: each `parameter` becomes its ``--flag``."""
-    return _PARAMETER.sub(lambda m: PARAMETER_FLAGS.get(m.group(1), m.group(0)), text)
-
-
-def error_line(error: BulkstopError) -> str:
-    """The one line that reports ``error``: flags for parameters, credentials in URLs masked."""
+def message_of(error: BulkstopError) -> str:
+    """An error as the command line tells it, on its error line and in its notification alike:
+    a parameter named by its flag, library words as flags, credentials in URLs masked."""
     message = error.naming(flag_of) if isinstance(error, ParameterError) else str(error)
-    return f"bulkstop: error: {redact(cli_words(message))}"
+    return redact(cli_words(message))
+
+
+def say_error(error: BulkstopError) -> None:
+    """The one line that reports ``error`` (an ``error`` event in JSON log mode)."""
+    log.say(
+        "error", f"bulkstop: error: {message_of(error)}", level="error", exit_code=error.exit_code
+    )
 
 
 def fail(error: BulkstopError) -> NoReturn:
-    """Print a one-line error and exit with its code (a parameter named by its flag)."""
-    click.echo(error_line(error), err=True)
+    """Print a one-line error and exit with its code."""
+    say_error(error)
     sys.exit(error.exit_code)
 
 
-def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine with bulkstop's error handling (and collector thresholds) around it."""
+def run_async(
+    main: Callable[[], Coroutine[Any, Any, T]],
+    *,
+    last_words: LastWords | None = None,
+) -> T:
+    """Run a coroutine with bulkstop's error handling (and collector thresholds) around it.
+
+    ``last_words`` is called before the process leaves at once (an interruption, a Keystone
+    thread abandoned), which skips every ``finally``: the end-of-run metrics and notifications.
+    """
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     previous_term = signal.signal(signal.SIGTERM, _terminated)
@@ -106,14 +89,12 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         if _abandoned_a_thread():
             # A Keystone exchange abandoned at its timeout still holds a worker thread, and
             # interpreter shutdown would wait for it: say so and leave at once.
-            click.echo(error_line(exc), err=True)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(exc.exit_code)
+            say_error(exc)
+            _leave(exc.exit_code, exc, last_words)
         fail(exc)
     except KeyboardInterrupt:
         # Only reached before anything was sent (once dispatch starts, the runner owns SIGINT).
-        interrupted()
+        interrupted(last_words)
     finally:
         gc.set_threshold(*previous)
         signal.signal(signal.SIGTERM, previous_term)
@@ -135,16 +116,28 @@ def _occupy_closed_standard_fds() -> None:
                 os.close(null)
 
 
-def interrupted() -> NoReturn:
-    """Ctrl-C or SIGTERM before anything was sent: one line, exit 130.
+def interrupted(last_words: LastWords | None = None) -> NoReturn:
+    """Ctrl-C or SIGTERM before anything was sent: one line, ``last_words``, exit 130.
 
     A worker thread may still be blocked (the confirmation prompt, a Keystone call), and
     interpreter shutdown would wait for it: leave at once instead.
     """
-    click.echo("bulkstop: interrupted; nothing was sent", err=True)
+    log.say(
+        "interrupted",
+        "bulkstop: interrupted; nothing was sent",
+        level="warning",
+        exit_code=EXIT_INTERRUPTED,
+    )
+    _leave(EXIT_INTERRUPTED, None, last_words)
+
+
+def _leave(code: int, error: BulkstopError | None, last_words: LastWords | None) -> NoReturn:
+    """Tell how the run ended (``last_words``), flush, and exit at once with ``code``."""
+    if last_words is not None:
+        last_words(code, error)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(EXIT_INTERRUPTED)
+    os._exit(code)
 
 
 def _abandoned_a_thread() -> bool:

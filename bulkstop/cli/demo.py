@@ -20,7 +20,8 @@ import click
 
 from bulkstop import api
 from bulkstop.api import RunResult
-from bulkstop.cli.console import cli_words, run_async
+from bulkstop.cli.console import run_async
+from bulkstop.cli.options import cli_words
 from bulkstop.cli.progress import Progress, shown
 from bulkstop.cloud.auth import AuthSettings
 from bulkstop.mockcloud import Faults, MockCloud, MockConfig

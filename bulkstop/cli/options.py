@@ -1,13 +1,19 @@
-"""Options shared by the commands that act on servers (one definition, so they cannot drift)."""
+"""Options shared by the commands that act on servers (one definition, so they cannot drift).
+
+Why one module of ~450 lines: every flag of ``stop``/``start`` is declared here, with its
+parameter name (:data:`FLAGS`, which error messages use), so a flag and its naming cannot part.
+"""
 
 from __future__ import annotations
 
-import urllib.parse
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
+from bulkstop.cli import log
 from bulkstop.errors import UsageError
 from bulkstop.execute.engine import DEFAULT_CONCURRENCY, DEFAULT_RATE
 from bulkstop.execute.gate import DEFAULT_MAX_ATTEMPTS
@@ -15,11 +21,14 @@ from bulkstop.identifiers import validate_project_id, validate_tag
 from bulkstop.limits import DEFAULT_REQUEST_TIMEOUT, DEFAULT_WAIT_TIMEOUT, MAX_ID_FILE_BYTES
 from bulkstop.models import Action
 from bulkstop.plan.rails import MIN_FINISHED_FOR_PERCENT, ErrorBudget
+from bulkstop.record.notify import FORMATS as NOTIFY_FORMATS
 from bulkstop.record.planfile import DEFAULT_PLAN_MAX_AGE
-from bulkstop.redaction import redact
+from bulkstop.record.runend import METRIC_LABELS
+from bulkstop.redaction import redact, redact_url
 from bulkstop.timespec import parse_duration, utc_now
 
 T = TypeVar("T")
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 #: The options that choose servers (parameter name → flag). A plan, a report to undo and a
 #: journal to resume have chosen the servers already, so none of these may come with them.
@@ -36,22 +45,43 @@ SELECTION_FLAGS: Final = {
     "from_report": "--from-report",
 }
 
-#: The Python API's parameter names (in :class:`~bulkstop.errors.ParameterError` messages) as
-#: the command line spells them; a parameter not here is named alike (``--`` + dashes).
-FLAGS: Final = {
+#: The library's parameter names as the command line spells them: in
+#: :class:`~bulkstop.errors.ParameterError` fields and in library messages (written `name`). A
+#: parameter not here is named alike by :func:`flag_of` (``--`` + dashes).
+FLAGS: Final[Mapping[str, str]] = {
     **SELECTION_FLAGS,
     "ids": "--ids-file",
     "plan": "--plan",
     "protect_tags": "--protect-tag",
     "report": "--report",
     "journal": "--journal",
+    "resume": "--resume",
     "cloud": "--os-cloud",
+    "os_cloud": "--os-cloud",
+    "endpoint": "--endpoint",
+    "region_name": "--region",
+    "max_servers": "--max-servers",
+    "max_percent": "--max-percent",
+    "max_errors": "--max-errors",
+    "deadline": "--deadline",
+    "dry_run": "--dry-run",
+    "plan_max_age": "--plan-max-age",
+    "wait": "--wait",
+    "wait_timeout": "--wait-timeout",
+    "rate": "--rate",
+    "concurrency": "--concurrency",
 }
+_NAMED_PARAMETER: Final = re.compile(r"`([a-z_]+)`")
 
 
 def flag_of(param: str) -> str:
     """The flag of a Python API parameter."""
     return FLAGS.get(param) or "--" + param.replace("_", "-")
+
+
+def cli_words(text: str) -> str:
+    """A library message as the CLI says it: each known `parameter` becomes its ``--flag``."""
+    return _NAMED_PARAMETER.sub(lambda m: FLAGS.get(m.group(1), m.group(0)), text)
 
 
 #: What each source of servers decides already, for the refusal message.
@@ -91,7 +121,7 @@ def _validated(kind: str, check: Callable[[str], str]) -> Callable[..., tuple[st
 
 def _endpoint_url(value: str) -> str:
     """An ``--endpoint`` that is an http(s) URL at all (ValueError names what is wrong)."""
-    parts = urllib.parse.urlsplit(value)
+    parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {redact(value)}")
     return value
@@ -116,7 +146,7 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
     verb = action.verb
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
-        options = [
+        options: list[Decorator] = [
             # where
             click.option(
                 "--os-cloud",
@@ -358,8 +388,90 @@ def action_options(action: Action) -> Callable[[Callable[..., Any]], Callable[..
             ),
             click.option("--quiet", is_flag=True, help="No progress output."),
         ]
-        for option in reversed(options):
+        for option in reversed(options + unattended_options()):
             f = option(f)
         return f
 
     return decorate
+
+
+#: A Prometheus label name (names starting with ``__`` are reserved).
+LABEL_NAME: Final = re.compile(r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*")
+
+#: Environment variable with the webhook URL(s) of ``--notify`` (whitespace-separated).
+NOTIFY_ENVVAR: Final = "BULKSTOP_NOTIFY_URL"
+#: Options whose values are secrets: recorded in the journal only as ``scheme://host/***``.
+SECRET_URL_FLAGS: Final = ("--notify", "--pushgateway")
+
+
+def _labels(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> Any:
+    labels: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not LABEL_NAME.fullmatch(key) or key in METRIC_LABELS:
+            raise click.BadParameter(
+                f"{value!r}: expected KEY=VALUE, KEY a Prometheus label name other than "
+                f"{', '.join(sorted(METRIC_LABELS))}"
+            )
+        labels[key] = text
+    return labels
+
+
+def _urls(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """Each URL must be http(s) with a host; an error shows it redacted (it holds a secret)."""
+    for url in (value,) if isinstance(value, str) else value or ():
+        try:
+            parts = urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise click.BadParameter(f"{redact_url(url)}: expected an http:// or https:// URL")
+    return value
+
+
+def unattended_options() -> list[Decorator]:
+    """Running it every night: metrics, notifications, the log format."""
+    return [
+        click.option(
+            "--metrics-file",
+            metavar="PATH",
+            help="Write the run's metrics in Prometheus text format for node_exporter's "
+            "textfile collector (atomically; *.prom).",
+        ),
+        click.option(
+            "--pushgateway",
+            metavar="URL",
+            callback=_urls,
+            help="Push the run's metrics to this Prometheus Pushgateway (job bulkstop, "
+            "grouped by action and --metrics-label).",
+        ),
+        click.option(
+            "--metrics-label",
+            "metrics_labels",
+            metavar="KEY=VALUE",
+            multiple=True,
+            callback=_labels,
+            help="A label on every metric (and the push's grouping key); repeatable.",
+        ),
+        click.option(
+            "--notify",
+            "notify_urls",
+            metavar="URL",
+            multiple=True,
+            envvar=NOTIFY_ENVVAR,
+            callback=_urls,
+            show_envvar=True,
+            help="POST the run's summary here when it ends, however it ends; repeatable. "
+            "Only scheme and host are ever shown or recorded.",
+        ),
+        click.option(
+            "--notify-format",
+            type=click.Choice(NOTIFY_FORMATS),
+            default="json",
+            show_default=True,
+            help="json: the report without its servers, plus the failed ones; slack: an "
+            "incoming-webhook message (Slack, Mattermost).",
+        ),
+        log.log_format_option,
+    ]

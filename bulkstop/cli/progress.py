@@ -4,7 +4,8 @@
 finished server, so it only counts there. It draws every :data:`TTY_INTERVAL` seconds (or
 :data:`LOG_INTERVAL` when stderr is not a terminal) from :meth:`Progress.ticker`, so a run
 that is waiting — throttled, slow, polling — still says where it is. :func:`shown` runs the
-ticker around a run and closes the display after it: every command that shows progress uses it.
+ticker around a run and closes the display after it: every command that shows progress uses it
+(with this display, or :class:`~bulkstop.cli.log.JsonProgress` in JSON log mode).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Final, TextIO
+from typing import Final, Protocol, TextIO
 
 import anyio
 
@@ -110,8 +111,16 @@ class Progress(Observer):
         self._drawn = True
 
 
+class Display(Protocol):
+    """What :func:`shown` drives: a periodic ticker, and a last word."""
+
+    async def ticker(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @contextlib.asynccontextmanager
-async def shown(progress: Progress | None) -> AsyncIterator[None]:
+async def shown(progress: Display | None) -> AsyncIterator[None]:
     """Draw ``progress`` periodically while the block runs, and its final state after it
     (nothing with ``None``: ``--quiet``). A run-wide error leaves the block as itself."""
     if progress is None:

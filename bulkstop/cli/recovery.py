@@ -1,5 +1,5 @@
-"""The command-line side of recovery: ``--journal`` and ``--resume`` (resuming and undoing
-themselves are :func:`bulkstop.api.resume` and :func:`bulkstop.api.undo`).
+"""The command-line side of recovery: ``--journal``, ``--resume`` and ``--resume-unfinished``
+(resuming and undoing themselves are :func:`bulkstop.api.resume` and :func:`bulkstop.api.undo`).
 
 ``--resume JOURNAL`` repeats the interrupted run's options as they were typed: the command line
 of each part of the run is recorded in its journal, re-read here, and every option not given
@@ -9,6 +9,7 @@ selection always comes from the journal itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -16,11 +17,11 @@ import click
 from click.core import ParameterSource
 
 from bulkstop.api import RunResult
-from bulkstop.cli.options import SELECTION_FLAGS, refuse_selection
+from bulkstop.cli.options import SECRET_URL_FLAGS, SELECTION_FLAGS, refuse_selection
 from bulkstop.errors import UsageError
-from bulkstop.models import Action
-from bulkstop.record.journal import JournalState, read_journal
-from bulkstop.redaction import redact
+from bulkstop.models import INTERRUPTED, Action
+from bulkstop.record.journal import JournalState, journal_path_for, read_journal
+from bulkstop.redaction import redact, redact_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +41,11 @@ _NOT_REPEATED: Final = frozenset(
         "report_path",
         "journal_path",
         "resume",
+        "resume_unfinished",
+        # Chosen anew each time: a resumed run notifies only if the URL is given again (the
+        # journal holds it redacted), and logs as it is told now.
+        "notify_urls",
+        "pushgateway",
     }
 )
 
@@ -53,13 +59,30 @@ class RecordedCommand(click.Command):
 
 
 def command_line() -> tuple[str, ...]:
-    """The current command's arguments after its name (empty outside a RecordedCommand)."""
-    # Recorded in the journal: credentials in a URL (--endpoint) must not be.
-    return tuple(redact(arg) for arg in click.get_current_context().meta.get(_ARGV_KEY, ()))
+    """The current command's arguments after its name (empty outside a RecordedCommand), as the
+    journal records them: credentials in any URL (``--endpoint``) masked, and the URLs of
+    :data:`~bulkstop.cli.options.SECRET_URL_FLAGS` cut to their host."""
+    args = [redact(arg) for arg in click.get_current_context().meta.get(_ARGV_KEY, ())]
+    for n, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if flag not in SECRET_URL_FLAGS:
+            continue
+        if eq:
+            args[n] = f"{flag}={redact_url(value)}"
+        elif n + 1 < len(args):
+            args[n + 1] = redact_url(args[n + 1])
+    return tuple(args)
 
 
 def recovery_options(f: F) -> F:
-    """``--journal`` and ``--resume``, shared by ``stop`` and ``start``."""
+    """``--journal``, ``--resume`` and ``--resume-unfinished``, shared by ``stop`` and ``start``."""
+    f = click.option(
+        "--resume-unfinished",
+        is_flag=True,
+        help="For schedulers that retry: if the journal at --journal (or beside --report) "
+        "belongs to a run that did not finish (killed, or interrupted with servers left), "
+        "continue that run as --resume would; otherwise start this one.",
+    )(f)
     f = click.option(
         "--resume",
         metavar="JOURNAL",
@@ -90,6 +113,38 @@ def resume_hint(result: RunResult, verb: str) -> str | None:
             f"bulkstop {verb} --resume {path}"
         )
     return f"journal: {path}\nto finish: bulkstop {verb} --resume {path}"
+
+
+def unfinished_journal(params: dict[str, Any]) -> str | None:
+    """``--resume-unfinished``: the journal to continue (for ``--resume``), or None to start a
+    new run.
+
+    A journal continues when its run did not end (killed) or ended interrupted with servers
+    left; then the selection options given now are dropped — the journal has the servers — and
+    it must have been started by this same command line. A run that ended otherwise (finished,
+    or halted by a rail) is over: this one starts afresh with its own rails.
+    """
+    report, journal = params["report_path"], params["journal_path"]
+    if not (report or journal) or report == "-":
+        raise UsageError(
+            "--resume-unfinished needs a fixed --report PATH or --journal PATH to find the run by"
+        )
+    path = str(journal or journal_path_for(report))
+    if not os.path.exists(path):
+        return None
+    state = read_journal(path)
+    if state.ended and not (state.halted_by == INTERRUPTED and state.unfinished):
+        return None
+    now = command_line()
+    if state.commands and state.commands[0] != now:
+        raise UsageError(
+            f"{path} was started by another command line ({' '.join(state.commands[0])}): "
+            f"continue it with --resume {path}, or choose another --report"
+        )
+    for name in (*SELECTION_FLAGS, "journal_path"):
+        value = params.get(name)
+        params[name] = () if isinstance(value, tuple) else (False if value is True else None)
+    return path
 
 
 def read_resumed(action: Action, params: dict[str, Any]) -> JournalState:

@@ -11,10 +11,14 @@ from typing import Final
 
 import click
 
-from bulkstop.cli.console import cli_words, fail
+from bulkstop.cli import log
+from bulkstop.cli.console import fail
+from bulkstop.cli.log import log_format_option
+from bulkstop.cli.options import cli_words
 from bulkstop.errors import BulkstopError, InputError
 from bulkstop.record.journal import SCHEMA as JOURNAL_SCHEMA
 from bulkstop.record.journal import read_journal
+from bulkstop.record.plot import plot_run
 from bulkstop.record.report import SUMMARY_TOP, Report, read_report, render_summary
 from bulkstop.record.resume import journal_report
 
@@ -44,7 +48,15 @@ CSV_COLUMNS: Final = (
     show_default=True,
     help="table: the human summary; json: the report document; csv: one row per server.",
 )
-def report(path: str, fmt: str) -> None:
+@click.option(
+    "--plot",
+    "plot_path",
+    metavar="PNG|SVG",
+    help="Also draw the run (calls/s per project against --rate, cumulative outcomes, "
+    "throttles, batches, deadline, halt) to this image; needs bulkstop[plot].",
+)
+@log_format_option
+def report(path: str, fmt: str, plot_path: str | None) -> None:
     """Show what a run did: outcomes, per project, the most common errors, the slowest requests.
 
     A journal (*.journal.jsonl) reads as the report its run implies, even when the run was
@@ -56,12 +68,17 @@ def report(path: str, fmt: str) -> None:
       bulkstop report bulkstop-report-20261128T020000Z.json
       bulkstop report run.json --format csv > run.csv
       bulkstop report run.journal.jsonl        # where did the killed run get to?
+      bulkstop report run.json --plot run.png  # the run as a picture
     """
     try:
         text = _load_and_render(path, RENDERERS[fmt], table=fmt == "table")
+        if plot_path is not None:
+            plot_run(read_report(path), plot_path, source=path)
     except BulkstopError as exc:
         fail(exc)
     click.echo(cli_words(text) if fmt == "table" else text, nl=False)
+    if plot_path is not None:
+        log.say("plot", f"plot: {plot_path}", path=plot_path)
 
 
 def _load_and_render(path: str, render: Callable[[Report], str], *, table: bool) -> str:

@@ -109,6 +109,7 @@ class Engine:
             rng=rng,
             clock=clock,
             sleep=sleep,
+            on_answer=self.observer.answered,
         )
         self.reader = Reader(compute=compute, gate=self.gate)
         self.resolver = Resolver(reader=self.reader, scopes=self.scopes, spec=options.spec)
@@ -119,6 +120,7 @@ class Engine:
             deadline_at=deadline_at,
             max_errors=options.rails.max_errors,
             clock=clock,
+            on_halt=self.observer.halted,
         )
         self.ledger = Ledger(observer=self.observer, halting=self.halting, spec=options.spec)
 
@@ -178,6 +180,7 @@ class Engine:
         for batch in batches(sends, canary=self.options.rails.canary):
             if self.halting.reason is not None:
                 break
+            self.observer.batch_started(batch)
             await dispatcher.dispatch(batch, wait=self.options.wait or batch.canary)
             if batch.canary:
                 self.halting.judge_canary(batch.entries, ledger.results, self.options.spec)

@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 import anyio
 
@@ -43,6 +43,13 @@ Request = Callable[[], Awaitable[Reply]]
 #: Hears each answer of :meth:`Gate.call` as it arrives, with True while no attempt so far may
 #: have been carried out (every answer was a throttle): the engine's record of what was sent.
 ReplyHook = Callable[[Reply, bool], None]
+
+
+class AnswerHook(Protocol):
+    """Told of every answer: the project, whether it was a throttle, and the hold (seconds,
+    the verdict's clamped ``Retry-After``) it put on the project (``Observer.answered``)."""
+
+    def __call__(self, scope: str, *, throttled: bool, hold: float | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +109,7 @@ class Gate:
         rng: random.Random | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
+        on_answer: AnswerHook | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -114,6 +122,7 @@ class Gate:
         self._rng = rng or random.Random()
         self._clock = clock
         self._sleep = sleep
+        self._on_answer = on_answer
         #: Requests sent, by project; the report shows it.
         self.sent: dict[str, int] = dict.fromkeys(budgets, 0)
 
@@ -169,6 +178,14 @@ class Gate:
             attempts += 1
             verdict = judge(reply)
             throttles += verdict.kind is Kind.THROTTLED
+            # Two hooks at one spot, for two listeners with different reach: ``on_answer`` is the
+            # gate's, told of every request (listings, reads, polls too) by project for the
+            # run's observer (timeline: throttles, holds); ``on_reply`` is this call's, for the
+            # ledger of one server's action (what may have been carried out).
+            if self._on_answer is not None:
+                throttled = verdict.kind is Kind.THROTTLED
+                hold = verdict.delay if throttled else None
+                self._on_answer(project_id, throttled=throttled, hold=hold)
             if on_reply is not None:
                 on_reply(reply, attempts == throttles)
             if verdict.kind is Kind.ACCEPTED:

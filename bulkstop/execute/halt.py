@@ -19,7 +19,7 @@ status polls, which go on until each server's ``wait_timeout``; any other halt e
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Final
 
 import anyio
@@ -38,12 +38,19 @@ class Halting:
     """Says whether dispatch may continue, and why it stopped. Create inside the event loop."""
 
     def __init__(
-        self, *, deadline_at: float | None, max_errors: ErrorBudget | None, clock: Clock
+        self,
+        *,
+        deadline_at: float | None,
+        max_errors: ErrorBudget | None,
+        clock: Clock,
+        on_halt: Callable[[str], None] | None = None,
     ) -> None:
         #: The deadline on ``clock``, or None.
         self.deadline_at = deadline_at
         self.max_errors = max_errors
         self._clock = clock
+        #: Told the first reason, once (``Observer.halted``).
+        self._on_halt = on_halt
         self._reason: str | None = None
         #: A run-wide failure met while dispatching; the engine raises it at the end.
         self.fatal: CloudAccessError | None = None
@@ -59,6 +66,8 @@ class Halting:
         """Dispatch nothing new; requests in flight finish. The first reason is kept."""
         if self._reason is None:
             self._reason = reason
+            if self._on_halt is not None:
+                self._on_halt(reason)
         for scope in self._waiting:
             scope.cancel()
         self._waiting.clear()

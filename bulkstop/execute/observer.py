@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from bulkstop.models import ServerResult
 from bulkstop.plan.eligibility import PlanEntry
+from bulkstop.plan.rails import Batch
 
 if TYPE_CHECKING:
     from bulkstop.execute.resolve import Plan
@@ -28,6 +29,19 @@ class Observer:
 
     def finished(self, result: ServerResult) -> None:
         """A server has its final result."""
+
+    def answered(self, scope: str, *, throttled: bool, hold: float | None) -> None:
+        """One compute request of ``scope`` got an answer (or none: a reset, a timeout);
+        ``hold``: the seconds a throttle answer made the project wait (its ``Retry-After``,
+        clamped).
+
+        Called for every attempt (reads, listings, retries included): keep it to a counter."""
+
+    def batch_started(self, batch: Batch) -> None:
+        """The canary, a wave, or the final batch is about to be dispatched."""
+
+    def halted(self, reason: str) -> None:
+        """Dispatch was just halted (a rail, a deadline, an interruption): called once."""
 
     def job_started(self, scope: str, service: str, job_id: str, ids: Sequence[str]) -> None:
         """A batch call (Huawei's batch API) was answered with ``job_id`` for servers ``ids``:
@@ -51,6 +65,18 @@ class Observers(Observer):
     def finished(self, result: ServerResult) -> None:
         for o in self.observers:
             o.finished(result)
+
+    def answered(self, scope: str, *, throttled: bool, hold: float | None) -> None:
+        for o in self.observers:
+            o.answered(scope, throttled=throttled, hold=hold)
+
+    def batch_started(self, batch: Batch) -> None:
+        for o in self.observers:
+            o.batch_started(batch)
+
+    def halted(self, reason: str) -> None:
+        for o in self.observers:
+            o.halted(reason)
 
     def job_started(self, scope: str, service: str, job_id: str, ids: Sequence[str]) -> None:
         for o in self.observers:

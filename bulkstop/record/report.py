@@ -7,6 +7,7 @@ Schema ``bulkstop/report/v1``::
      "halted_by": null, "requests": {"<project_id>": 0},
      "summary": {"selected": 0, "outcomes": {"<outcome>": 0}, "http_status": {"204": 0}},
      "projects": {"<project_id>": {"selected": 0, "outcomes": {}}},
+     "timeline": {...},
      "servers": [{"id": "", "project_id": "", "name": "", "outcome": "", "http_status": 204,
                   "attempts": 1, "error": null, "reason": null, "request_id": null,
                   "elapsed": 0.02, "job_id": null}]}
@@ -16,7 +17,10 @@ Schema ``bulkstop/report/v1``::
 
 ``summary`` and ``projects`` are derived from ``servers`` (they are written for readers and
 recomputed on read); one pass over the servers (:class:`Tally`) counts everything the report
-and the human summary show. Reports are written atomically (temporary file + rename) with owner-only
+and the human summary show. ``timeline`` (optional, added by newer versions; readers ignore
+what they do not know) holds per-second counters, see :mod:`bulkstop.record.timeline`.
+
+Reports are written atomically (temporary file + rename) with owner-only
 permissions, and never contain a password, secret or token: nothing secret is ever put in one.
 """
 
@@ -73,6 +77,8 @@ class Report:
     halted_by: str | None = None
     #: Compute API requests sent, per project.
     requests: Mapping[str, int] = field(default_factory=dict)
+    #: Per-second counters and events of the run (:mod:`bulkstop.record.timeline`), if kept.
+    timeline: Mapping[str, Any] | None = None
 
     _tally: Tally | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -119,6 +125,8 @@ class Report:
             },
             "projects": tally.per_project(),
         }
+        if self.timeline is not None:
+            head["timeline"] = dict(self.timeline)
         return head, ({"plan": {"digest": self.plan_digest}} if self.dry_run else {})
 
     @property
@@ -164,9 +172,18 @@ class Report:
                 options=dict(data.get("options") or {}),
                 halted_by=data.get("halted_by"),
                 requests={str(k): int(v) for k, v in (data.get("requests") or {}).items()},
+                timeline=_timeline(data.get("timeline")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"malformed bulkstop report: {exc!r}", source=source) from None
+
+
+def _timeline(data: Any) -> Mapping[str, Any] | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise TypeError("timeline is not an object")
+    return data
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

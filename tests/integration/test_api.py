@@ -142,6 +142,11 @@ class TestStop:
         assert result.report.outcomes == {"stopped": 10, "already_stopped": 1}
         assert result.exit_code == 0 and not result.resumable
         assert set(actions(mock)) == {sid(f"a{n}") for n in range(10)}  # not one of p1's
+        # A script's report has the run's timeline, as the CLI's does (for metrics, the plot).
+        timeline = read_report(result.report_path).timeline
+        assert timeline is not None and timeline == result.report.timeline
+        stopped = timeline["projects"][pid(mock, "p0")]["outcomes"]["stopped"]
+        assert sum(stopped.values()) == 10
 
     async def test_without_a_report_nothing_is_written(self, as_member: MockCloud) -> None:
         result = await bulkstop.stop(ids=[sid("a0"), sid("a1")], rate=0)

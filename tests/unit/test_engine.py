@@ -17,7 +17,7 @@ from bulkstop.execute.gate import Gate, NotAdmitted, RetryPolicy
 from bulkstop.limits import MAX_RETRY_AFTER
 from bulkstop.models import INTERRUPTED, Action, ErrorInfo, ListQuery, Outcome, Reply, ServerResult
 from bulkstop.plan.eligibility import PlanEntry
-from bulkstop.plan.rails import ErrorBudget, Rails
+from bulkstop.plan.rails import Batch, ErrorBudget, Rails
 from bulkstop.select.idfile import IdEntry
 from bulkstop.select.selector import PROTECT_TAG, Selector
 from bulkstop.timespec import utc_now
@@ -590,3 +590,44 @@ class TestRails:
         servers = [make_server(i, project_id="p1", tags=()) for i in range(7)]
         fake = FakeCompute.with_servers(servers)
         assert await engine_for(fake, FakeClock()).census() == {"p1": 7}
+
+
+class Recorder(Observer):
+    """Records the hooks that feed the timeline and the JSON log."""
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[str, bool, float | None]] = []
+        self.batches: list[tuple[bool, int]] = []
+        self.halts: list[str] = []
+
+    def answered(self, scope: str, *, throttled: bool, hold: float | None) -> None:
+        self.answers.append((scope, throttled, hold))
+
+    def batch_started(self, batch: Batch) -> None:
+        self.batches.append((batch.canary, len(batch.entries)))
+
+    def halted(self, reason: str) -> None:
+        self.halts.append(reason)
+
+
+class TestObserverHooks:
+    """The split engine still tells an observer of every answer, batch and halt."""
+
+    async def test_a_throttle_a_canary_and_its_halt_are_each_told(self) -> None:
+        servers = [make_server(i) for i in range(6)]
+        fake = FakeCompute.with_servers(servers)
+        throttle = Reply(status=429, retry_after=7.0, error=ErrorInfo(code="overLimit", message=""))
+        fake.script[servers[0].id] = [throttle, Reply(status=500), Reply(status=202)]
+        recorder = Recorder()
+        engine = engine_for(fake, FakeClock(), observer=recorder, rails=Rails(canary=1))
+        fake._apply = lambda *_: None  # type: ignore[method-assign]  # the canary never stops
+        plan = await engine.resolve(NIGHTLY)
+        await engine.execute(plan)
+        engine.halt("interrupted")  # a later reason is not told again
+        actions = [(s, t, h) for s, t, h in recorder.answers if t or h is not None]
+        assert actions == [("p1", True, 7.0)]
+        # Every call was answered once: 2 list pages, 3 attempts of the action, then the reads.
+        assert len(recorder.answers) == len(fake.calls)
+        assert recorder.batches == [(True, 1)]
+        assert recorder.halts == [engine.halted] and engine.halted is not None
+        assert engine.halted.startswith("canary")

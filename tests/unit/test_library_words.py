@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkstop.cli.console import PARAMETER_FLAGS, cli_words
+from bulkstop.cli.options import FLAGS, cli_words
 
 PACKAGE = Path(__file__).resolve().parents[2] / "bulkstop"
 #: Rooms that may speak of flags: the command line, and the mock cloud's own command.
@@ -59,7 +59,7 @@ class TestLibraryWords:
             for text in message_strings(path)
             for name in PARAMETER.findall(text)
         }
-        assert named and named <= set(PARAMETER_FLAGS)
+        assert named and named <= set(FLAGS)
 
     def test_cli_words_translate_parameters(self) -> None:
         message = "`all_projects` and `projects` exclude each other"

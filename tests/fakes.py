@@ -11,12 +11,15 @@ import asyncio
 import dataclasses
 import heapq
 import itertools
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import anyio
 import anyio.lowlevel
 
+from bulkstop.execute.dispatch import DispatcherFactory, NativeDispatcher
+from bulkstop.execute.engine import Engine, Observer, RunOptions
 from bulkstop.models import (
     STOPPABLE_VM_STATES,
     Action,
@@ -247,4 +250,31 @@ def make_server(
         power_state=4 if vm_state == "stopped" else 1,
         locked=locked,
         tags=frozenset(tags),
+    )
+
+
+#: Options of :func:`fake_engine` unless a test says otherwise: no pacing, a few workers, 1 s polls.
+FAKE_ENGINE_OPTIONS: dict[str, object] = {"rate": 0, "concurrency": 4, "poll_interval": 1.0}
+
+
+def fake_engine(
+    fake: FakeCompute,
+    clock: FakeClock | SharedClock,
+    *,
+    scopes: tuple[str, ...] = ("p1",),
+    observer: Observer | None = None,
+    dispatcher: DispatcherFactory = NativeDispatcher,
+    **options: object,
+) -> Engine:
+    """An engine on the in-memory fake and a fake clock, seeded, with ``options`` for the run."""
+    settings = {**FAKE_ENGINE_OPTIONS, **options}
+    return Engine(
+        compute=fake,
+        scopes=scopes,
+        options=RunOptions(**settings),  # type: ignore[arg-type]
+        observer=observer,
+        rng=random.Random(0),
+        clock=clock,
+        sleep=clock.sleep,
+        dispatcher=dispatcher,
     )

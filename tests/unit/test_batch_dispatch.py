@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from fakes import FakeClock, FakeCompute, make_server
+from fakes import FakeClock, FakeCompute, fake_engine, make_server
 
 import bulkstop
 from bulkstop import arguments
 from bulkstop.errors import ParameterError
 from bulkstop.execute.batch import BatchSettings, RecordedJob, batch_dispatcher, is_baremetal
-from bulkstop.execute.engine import Engine, RunOptions
+from bulkstop.execute.engine import Engine
 from bulkstop.models import Action, ErrorInfo, Job, Outcome, Reply, ServerResult, SubJob
 from bulkstop.plan.rails import Rails
 from bulkstop.record.journal import Journal, read_journal
@@ -69,17 +68,8 @@ async def run(
     jobs: dict[str, RecordedJob] | None = None,
     **options: object,
 ) -> tuple[dict[str, ServerResult], Engine]:
-    clock = FakeClock()
-    settings: dict[str, object] = {"rate": 0, "poll_interval": 1.0, **options}
-    engine = Engine(
-        compute=fake,
-        scopes=("p1",),
-        options=RunOptions(**settings),  # type: ignore[arg-type]
-        rng=random.Random(0),
-        clock=clock,
-        sleep=clock.sleep,
-        dispatcher=batch_dispatcher(batch, BatchSettings(service="ecs"), jobs=jobs),
-    )
+    dispatcher = batch_dispatcher(batch, BatchSettings(service="ecs"), jobs=jobs)
+    engine = fake_engine(fake, FakeClock(), dispatcher=dispatcher, **options)
     plan = await engine.resolve(NIGHTLY)
     return {r.id: r for r in await engine.execute(plan)}, engine
 
@@ -166,20 +156,12 @@ class TestRails:
         servers = [make_server(i) for i in range(5)]
         subs = [SubJob(server_id=s.id, status="SUCCESS") for s in servers]
         batch = FakeBatch(polls=[job("SUCCESS", *subs)])
-        clock = FakeClock()
         # Each chunk's job is seen ended by its first poll, 1 s after its call.
-        engine = Engine(
-            compute=FakeCompute.with_servers(servers),
-            scopes=("p1",),
-            options=RunOptions(
-                rate=0,
-                poll_interval=1.0,
-                rails=Rails(deadline=utc_now() + timedelta(seconds=2.5)),
-            ),
-            rng=random.Random(0),
-            clock=clock,
-            sleep=clock.sleep,
+        engine = fake_engine(
+            FakeCompute.with_servers(servers),
+            FakeClock(),
             dispatcher=batch_dispatcher(batch, BatchSettings(service="ecs", batch_size=1)),
+            rails=Rails(deadline=utc_now() + timedelta(seconds=2.5)),
         )
         results = await engine.execute(await engine.resolve(NIGHTLY))
         assert len(batch.posts) == 3

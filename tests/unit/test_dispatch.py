@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
-from fakes import FakeClock, FakeCompute, make_server
+from fakes import FakeClock, FakeCompute, fake_engine, make_server
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,18 +29,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def engine_for(fake: FakeCompute, clock: FakeClock, **options: object) -> Engine:
-    settings: dict[str, object] = {"rate": 0, "concurrency": 4, "poll_interval": 1.0, **options}
-    return Engine(
-        compute=fake,
-        scopes=("p1",),
-        options=RunOptions(**settings),  # type: ignore[arg-type]
-        rng=random.Random(0),
-        clock=clock,
-        sleep=clock.sleep,
-    )
-
-
 async def run(engine: Engine) -> dict[str, ServerResult]:
     plan = await engine.resolve(NIGHTLY)
     return {r.id: r for r in await engine.execute(plan)}
@@ -62,7 +48,7 @@ class TestVerdictsBecomeOutcomes:
             fake.script[s.id] = [
                 refusal(409, "conflictingRequest", f"Instance {s.id} is not ready")
             ]
-        engine = engine_for(fake, FakeClock(), rails=Rails(max_errors=ErrorBudget(count=0)))
+        engine = fake_engine(fake, FakeClock(), rails=Rails(max_errors=ErrorBudget(count=0)))
         results = await run(engine)
         assert {(r.outcome, r.reason, r.http_status, r.attempts) for r in results.values()} == {
             (Outcome.SKIPPED, NOT_READY, 409, 1)
@@ -84,7 +70,7 @@ class TestVerdictsBecomeOutcomes:
         server = make_server(1)
         fake = FakeCompute.with_servers([server])
         fake.script[server.id] = [refusal(400, code)]
-        (result,) = (await run(engine_for(fake, FakeClock()))).values()
+        (result,) = (await run(fake_engine(fake, FakeClock()))).values()
         assert (result.outcome, result.reason, result.http_status) == (outcome, reason, 400)
 
     async def test_huawei_powering_off_is_re_read_like_a_409(self) -> None:
@@ -94,7 +80,7 @@ class TestVerdictsBecomeOutcomes:
         fake.script[f"get:{server.id}"] = [
             Reply(status=200, body=make_server(1, task_state="powering-off"))
         ]
-        (result,) = (await run(engine_for(fake, FakeClock()))).values()
+        (result,) = (await run(fake_engine(fake, FakeClock()))).values()
         assert (result.outcome, result.reason) == (Outcome.ACCEPTED, "already powering-off (400)")
         assert [c.kind for c in fake.calls][-2:] == ["action", "get"]
 
@@ -198,7 +184,7 @@ class TestPollChoice:
         fake = FakeCompute.with_servers([make_server(i) for i in range(21)], page_size=50)
         fake._apply = lambda *_: None  # type: ignore[method-assign]  # nothing ever stops
         clock = FakeClock()
-        engine = engine_for(fake, clock, wait=True, wait_timeout=3.5, concurrency=32)
+        engine = fake_engine(fake, clock, wait=True, wait_timeout=3.5, concurrency=32)
         results = await run(engine)
         assert {r.reason for r in results.values()} == {"not SHUTOFF after 3.5s"}
         kinds = [c.kind for c in fake.calls]
@@ -210,7 +196,7 @@ class TestPollChoice:
     async def test_one_pending_server_is_read_by_get(self) -> None:
         fake = FakeCompute.with_servers([make_server(1)], page_size=50)
         fake._apply = lambda *_: None  # type: ignore[method-assign]
-        engine = engine_for(fake, FakeClock(), wait=True, wait_timeout=1.5)
+        engine = fake_engine(fake, FakeClock(), wait=True, wait_timeout=1.5)
         await run(engine)
         kinds = [c.kind for c in fake.calls]
         assert kinds[:2] == ["list", "action"] and set(kinds[2:]) == {"get"}

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import anyio
 import pytest
-from fakes import FakeClock, FakeCompute, SharedClock, make_server
+from fakes import FakeClock, FakeCompute, SharedClock, fake_engine, make_server
 
 from bulkstop.errors import AuthError, EndpointError, InputError, RefusedError, UnsafeCloudError
 from bulkstop.execute.budget import ProjectBudget
-from bulkstop.execute.engine import Engine, Observer, Plan, RunOptions
+from bulkstop.execute.engine import Engine, Observer, Plan
 from bulkstop.execute.gate import Gate, NotAdmitted, RetryPolicy
 from bulkstop.limits import MAX_RETRY_AFTER
 from bulkstop.models import INTERRUPTED, Action, ErrorInfo, ListQuery, Outcome, Reply, ServerResult
@@ -32,27 +31,6 @@ NOW = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def engine_for(
-    fake: FakeCompute,
-    clock: FakeClock,
-    *,
-    scopes: tuple[str, ...] = ("p1",),
-    observer: Observer | None = None,
-    **options: object,
-) -> Engine:
-    settings: dict[str, object] = {"rate": 0, "concurrency": 4, "poll_interval": 1.0, **options}
-    opts = RunOptions(**settings)  # type: ignore[arg-type]
-    return Engine(
-        compute=fake,
-        scopes=scopes,
-        options=opts,
-        observer=observer,
-        rng=random.Random(0),
-        clock=clock,
-        sleep=clock.sleep,
-    )
 
 
 async def run(engine: Engine, selector: Selector = NIGHTLY) -> dict[str, ServerResult]:
@@ -75,7 +53,7 @@ class TestResolution:
             make_server(100 + i, tags=("env=prod",)) for i in range(4)
         ]
         fake = FakeCompute.with_servers(servers, page_size=3)
-        plan = await engine_for(fake, FakeClock()).resolve(NIGHTLY)
+        plan = await fake_engine(fake, FakeClock()).resolve(NIGHTLY)
         assert sorted(e.server.id for e in plan.entries) == sorted(s.id for s in servers[:10])
         # 10 matching records in pages of 3: 4 pages (the last one short).
         assert [c.kind for c in fake.calls] == ["list"] * 4
@@ -83,21 +61,21 @@ class TestResolution:
     async def test_rechecks_records_when_the_cloud_ignores_tag_filters(self) -> None:
         servers = [make_server(1), make_server(2, tags=("env=prod",))]
         fake = FakeCompute.with_servers(servers, ignore_tag_filters=True)
-        plan = await engine_for(fake, FakeClock()).resolve(NIGHTLY)
+        plan = await fake_engine(fake, FakeClock()).resolve(NIGHTLY)
         assert [e.server.id for e in plan.entries] == [servers[0].id]
         assert plan.rechecked_out == 1
 
     async def test_refuses_when_records_come_back_without_tags(self) -> None:
         fake = FakeCompute.with_servers([make_server(1)], drop_tags=True)
         with pytest.raises(UnsafeCloudError, match="without its tags"):
-            await engine_for(fake, FakeClock()).resolve(NIGHTLY)
+            await fake_engine(fake, FakeClock()).resolve(NIGHTLY)
         assert fake.actions() == []
 
     async def test_listing_failure_is_a_run_error_before_any_action(self) -> None:
         fake = FakeCompute.with_servers([make_server(1)])
         fake.list_script = [Reply(status=403, error=ErrorInfo(code="forbidden", message="no"))]
         with pytest.raises(AuthError, match=r"could not list servers \(forbidden: no\)"):
-            await engine_for(fake, FakeClock()).resolve(NIGHTLY)
+            await fake_engine(fake, FakeClock()).resolve(NIGHTLY)
         assert fake.actions() == []
 
     async def test_html_200_listing_is_an_endpoint_error(self) -> None:
@@ -106,7 +84,7 @@ class TestResolution:
             Reply(status=200, error=ErrorInfo(code="invalid_response", message="HTML page"))
         ]
         with pytest.raises(EndpointError, match="invalid_response"):
-            await engine_for(fake, FakeClock()).resolve(NIGHTLY)
+            await fake_engine(fake, FakeClock()).resolve(NIGHTLY)
 
     async def test_id_file_targets_are_checked_against_the_cloud(self) -> None:
         servers = [make_server(i) for i in range(3)]
@@ -117,7 +95,7 @@ class TestResolution:
             IdEntry(id=servers[2].id, line=2),
             IdEntry(id=ghost, line=3),
         )
-        results = await run(engine_for(fake, FakeClock()), Selector(ids=ids))
+        results = await run(fake_engine(fake, FakeClock()), Selector(ids=ids))
         assert results[servers[0].id].outcome is Outcome.ACCEPTED
         assert results[servers[2].id].outcome is Outcome.ACCEPTED
         assert results[ghost].outcome is Outcome.NOT_FOUND
@@ -131,7 +109,7 @@ class TestResolution:
         fake = FakeCompute.with_servers(servers)
         ids = tuple(IdEntry(id=s.id, line=n) for n, s in enumerate(servers, 1))
         results = await run(
-            engine_for(fake, FakeClock()), Selector(ids=ids, tags=("nightly-stop",))
+            fake_engine(fake, FakeClock()), Selector(ids=ids, tags=("nightly-stop",))
         )
         assert list(results) == [servers[0].id]
         assert fake.actions() == [servers[0].id]
@@ -140,7 +118,7 @@ class TestResolution:
         servers = [make_server(i) for i in range(40)]
         fake = FakeCompute.with_servers(servers, page_size=1000)
         ids = tuple(IdEntry(id=s.id, line=n) for n, s in enumerate(servers[:30], 1))
-        plan = await engine_for(fake, FakeClock()).resolve(Selector(ids=ids))
+        plan = await fake_engine(fake, FakeClock()).resolve(Selector(ids=ids))
         assert len(plan.entries) == 30
         assert [c.kind for c in fake.calls] == ["list"]
 
@@ -148,7 +126,7 @@ class TestResolution:
         fake = FakeCompute.with_servers([make_server(1)])
         ids = (IdEntry(id=make_server(1).id, project_id="other", line=7),)
         with pytest.raises(InputError, match=r"ids.txt:7: .*not in scope"):
-            await engine_for(fake, FakeClock()).resolve(Selector(ids=ids, ids_source="ids.txt"))
+            await fake_engine(fake, FakeClock()).resolve(Selector(ids=ids, ids_source="ids.txt"))
         assert fake.calls == []
 
 
@@ -168,7 +146,7 @@ class TestEligibility:
         }
         fake = FakeCompute.with_servers(servers.values())
         selector = Selector(tags=("nightly-stop",), exclude_tags=("keep",))
-        results = await run(engine_for(fake, FakeClock()), selector)
+        results = await run(fake_engine(fake, FakeClock()), selector)
         outcome = {k: results[s.id].outcome for k, s in servers.items()}
         assert outcome == {
             "go": Outcome.ACCEPTED,
@@ -187,7 +165,7 @@ class TestEligibility:
 
     async def test_dry_run_sends_no_action(self) -> None:
         fake = FakeCompute.with_servers([make_server(i) for i in range(5)])
-        results = await run(engine_for(fake, FakeClock(), dry_run=True))
+        results = await run(fake_engine(fake, FakeClock(), dry_run=True))
         assert by_outcome(results) == {Outcome.PLANNED: 5}
         assert fake.actions() == []
 
@@ -197,7 +175,7 @@ class TestOutcomes:
 
     async def test_accepted_records_status_attempts_and_request_id(self) -> None:
         fake = FakeCompute.with_servers([make_server(1)])
-        (result,) = (await run(engine_for(fake, FakeClock()))).values()
+        (result,) = (await run(fake_engine(fake, FakeClock()))).values()
         assert (result.outcome, result.http_status, result.attempts) == (Outcome.ACCEPTED, 202, 1)
         assert result.request_id is not None
 
@@ -207,7 +185,7 @@ class TestOutcomes:
         conflict = Reply(status=409, error=ErrorInfo(code="conflictingRequest", message="x"))
         fake.script[server.id] = [conflict]
         fake._apply(server.id, Action.STOP)  # someone else stopped it after our listing
-        engine = engine_for(fake, FakeClock())
+        engine = fake_engine(fake, FakeClock())
         plan = Plan(entries=(await engine.resolve(NIGHTLY)).entries, scopes=("p1",))
         # Resolution saw it stopped already; force the race by planning from the old record.
         from bulkstop.plan.eligibility import STOP, classify
@@ -224,7 +202,7 @@ class TestOutcomes:
         fake.script[server.id] = [
             Reply(status=409, error=ErrorInfo(code="conflictingRequest", message="is locked"))
         ]
-        (result,) = (await run(engine_for(fake, FakeClock()))).values()
+        (result,) = (await run(fake_engine(fake, FakeClock()))).values()
         assert result.outcome is Outcome.FAILED
         assert result.error == ErrorInfo(code="conflictingRequest", message="is locked")
 
@@ -237,7 +215,7 @@ class TestOutcomes:
         fake._apply(server.id, Action.STOP)  # the timed-out request did go through
         from bulkstop.plan.eligibility import STOP, classify
 
-        engine = engine_for(fake, FakeClock())
+        engine = fake_engine(fake, FakeClock())
         plan = Plan(entries=(classify(server, scope="p1", selector=NIGHTLY, spec=STOP, now=NOW),))
         (result,) = await engine.execute(plan)
         assert (result.outcome, result.attempts) == (Outcome.ACCEPTED, 2)
@@ -249,7 +227,7 @@ class TestOutcomes:
             Reply(status=404, error=ErrorInfo(code="itemNotFound", message="gone"))
         ]
         fake.script[b.id] = [Reply(status=403, error=ErrorInfo(code="forbidden", message="policy"))]
-        results = await run(engine_for(fake, FakeClock()))
+        results = await run(fake_engine(fake, FakeClock()))
         assert results[a.id].outcome is Outcome.NOT_FOUND
         assert (results[b.id].outcome, results[b.id].attempts) == (Outcome.FAILED, 1)
         assert results[b.id].error == ErrorInfo(code="forbidden", message="policy")
@@ -260,7 +238,7 @@ class TestOutcomes:
         fake.script[servers[3].id] = [
             Reply(status=400, error=ErrorInfo(code="badRequest", message="?"))
         ]
-        results = await run(engine_for(fake, FakeClock()))
+        results = await run(fake_engine(fake, FakeClock()))
         assert by_outcome(results) == {Outcome.ACCEPTED: 19, Outcome.FAILED: 1}
 
 
@@ -275,7 +253,7 @@ class TestRetries:
             Reply(status=None, error=ErrorInfo(code="connection_reset", message="reset")),
         ]
         clock = FakeClock()
-        (result,) = (await run(engine_for(fake, clock))).values()
+        (result,) = (await run(fake_engine(fake, clock))).values()
         assert (result.outcome, result.attempts, result.http_status) == (Outcome.ACCEPTED, 3, 202)
         assert len(clock.slept) == 2 and all(s > 0 for s in clock.slept)
 
@@ -285,7 +263,7 @@ class TestRetries:
         fake.script[server.id] = [
             Reply(status=500, error=ErrorInfo(code="computeFault", message="boom"))
         ] * 10
-        engine = engine_for(fake, FakeClock(), retry=RetryPolicy(max_attempts=3))
+        engine = fake_engine(fake, FakeClock(), retry=RetryPolicy(max_attempts=3))
         (result,) = (await run(engine)).values()
         assert (result.outcome, result.attempts) == (Outcome.FAILED, 3)
         assert result.reason == "gave up after 3 failed attempts"
@@ -297,7 +275,7 @@ class TestRetries:
         throttle = Reply(status=429, retry_after=7.0, error=ErrorInfo(code="overLimit", message=""))
         fake.script[server.id] = [throttle] * 6
         clock = FakeClock()
-        engine = engine_for(fake, clock, retry=RetryPolicy(max_attempts=2))
+        engine = fake_engine(fake, clock, retry=RetryPolicy(max_attempts=2))
         (result,) = (await run(engine)).values()
         assert (result.outcome, result.attempts) == (Outcome.ACCEPTED, 7)
         assert all(s >= 7.0 for s in clock.slept if s > 0.5)
@@ -308,7 +286,7 @@ class TestRetries:
         fake.script[server.id] = [
             Reply(status=429, error=ErrorInfo(code="APIG.0308", message="over ratelimit"))
         ]
-        (result,) = (await run(engine_for(fake, FakeClock()))).values()
+        (result,) = (await run(fake_engine(fake, FakeClock()))).values()
         assert (result.outcome, result.attempts) == (Outcome.ACCEPTED, 2)
 
     async def test_throttle_budget_is_bounded(self) -> None:
@@ -316,7 +294,7 @@ class TestRetries:
         fake = FakeCompute.with_servers([server])
         throttle = Reply(status=429, retry_after=60.0, error=ErrorInfo(code="HTTP 429", message=""))
         fake.script[server.id] = [throttle] * 100
-        engine = engine_for(fake, FakeClock(), retry=RetryPolicy(max_throttle_wait=200))
+        engine = fake_engine(fake, FakeClock(), retry=RetryPolicy(max_throttle_wait=200))
         (result,) = (await run(engine)).values()
         assert result.outcome is Outcome.FAILED
         assert result.reason is not None and result.reason == "throttled for 200s"
@@ -327,7 +305,7 @@ class TestRetries:
         unauthorized = Reply(status=401, error=ErrorInfo(code="unauthorized", message="expired"))
         fake.script[a.id] = [unauthorized]
         fake.script[b.id] = [unauthorized, unauthorized]
-        results = await run(engine_for(fake, FakeClock(), concurrency=1))
+        results = await run(fake_engine(fake, FakeClock(), concurrency=1))
         assert (results[a.id].outcome, results[a.id].attempts) == (Outcome.ACCEPTED, 2)
         assert (results[b.id].outcome, results[b.id].attempts) == (Outcome.FAILED, 2)
         assert fake.renewals == ["p1", "p1"]
@@ -339,7 +317,7 @@ class TestWait:
     async def test_wait_turns_accepted_into_stopped(self) -> None:
         servers = [make_server(i) for i in range(5)]
         fake = FakeCompute.with_servers(servers)
-        results = await run(engine_for(fake, FakeClock(), wait=True))
+        results = await run(fake_engine(fake, FakeClock(), wait=True))
         assert by_outcome(results) == {Outcome.STOPPED: 5}
         # Polls read the project in batches (GETs for few servers), not one loop per server.
         assert sum(c.kind == "action" for c in fake.calls) == 5
@@ -349,7 +327,7 @@ class TestWait:
         fake = FakeCompute.with_servers([server])
         fake.script[server.id] = [Reply(status=202)]
         fake._apply = lambda *_: None  # type: ignore[method-assign]  # never reaches SHUTOFF
-        results = await run(engine_for(fake, FakeClock(), wait=True, wait_timeout=5.0))
+        results = await run(fake_engine(fake, FakeClock(), wait=True, wait_timeout=5.0))
         (result,) = results.values()
         assert result.outcome is Outcome.FAILED
         assert result.reason == "not SHUTOFF after 5s"
@@ -373,7 +351,7 @@ class TestHalt:
                     self.engine.halt("deadline")
 
         observer = HaltAfterThree()
-        engine = engine_for(fake, FakeClock(), concurrency=1, observer=observer)
+        engine = fake_engine(fake, FakeClock(), concurrency=1, observer=observer)
         observer.engine = engine
         results = await run(engine)
         # The third request was about to go when the halt came: it is not sent either.
@@ -396,7 +374,7 @@ class TestDeadlineAndWait:
         fake._apply = lambda *_: None  # type: ignore[method-assign]  # no stop is instant
         # The third server's stop is throttled for days: its retry would come after the deadline.
         fake.script[throttled.id] = [Reply(status=429, retry_after=999999.0)]
-        engine = engine_for(
+        engine = fake_engine(
             fake,
             clock,
             concurrency=1,
@@ -494,7 +472,7 @@ class TestDeadlineAndWait:
                     self.engine.halt(INTERRUPTED)
 
         observer = InterruptOnSecond()
-        engine = engine_for(
+        engine = fake_engine(
             fake, clock, concurrency=1, wait=True, wait_timeout=300.0, observer=observer
         )
         observer.engine = engine
@@ -512,7 +490,7 @@ class TestStart:
     async def test_start_only_stopped_servers(self) -> None:
         servers = [make_server(1, vm_state="stopped"), make_server(2)]
         fake = FakeCompute.with_servers(servers)
-        results = await run(engine_for(fake, FakeClock(), action=Action.START, wait=True))
+        results = await run(fake_engine(fake, FakeClock(), action=Action.START, wait=True))
         assert results[servers[0].id].outcome is Outcome.STARTED
         assert results[servers[1].id].outcome is Outcome.ALREADY_STARTED
         assert fake.actions(Action.START) == [servers[0].id]
@@ -525,7 +503,7 @@ class TestRails:
         servers = [make_server(i, project_id=f"p{i % 2 + 1}") for i in range(10)]
         fake = FakeCompute.with_servers(servers)
         fake._apply = lambda *_: None  # type: ignore[method-assign]  # nothing ever stops
-        engine = engine_for(
+        engine = fake_engine(
             fake, FakeClock(), scopes=("p1", "p2"), rails=Rails(canary=2), wait_timeout=5.0
         )
         results = await run(engine)
@@ -537,7 +515,7 @@ class TestRails:
 
     async def test_canary_success_continues(self) -> None:
         fake = FakeCompute.with_servers([make_server(i) for i in range(6)])
-        results = await run(engine_for(fake, FakeClock(), rails=Rails(canary=2)))
+        results = await run(fake_engine(fake, FakeClock(), rails=Rails(canary=2)))
         # The canary waited for SHUTOFF; the rest were only accepted (no --wait).
         assert by_outcome(results) == {Outcome.STOPPED: 2, Outcome.ACCEPTED: 4}
 
@@ -547,7 +525,7 @@ class TestRails:
         forbidden = Reply(status=403, error=ErrorInfo(code="forbidden", message="no"))
         for s in servers:
             fake.script[s.id] = [forbidden]
-        engine = engine_for(
+        engine = fake_engine(
             fake, FakeClock(), concurrency=1, rails=Rails(max_errors=ErrorBudget(count=3))
         )
         results = await run(engine)
@@ -558,7 +536,7 @@ class TestRails:
     async def test_deadline_passed_dispatches_nothing(self) -> None:
         fake = FakeCompute.with_servers([make_server(i) for i in range(5)])
         clock = FakeClock()
-        engine = engine_for(fake, clock, rails=Rails(deadline=utc_now() + timedelta(seconds=30)))
+        engine = fake_engine(fake, clock, rails=Rails(deadline=utc_now() + timedelta(seconds=30)))
         plan = await engine.resolve(NIGHTLY)
         clock.now += 31
         results = {r.id: r for r in await engine.execute(plan)}
@@ -574,7 +552,7 @@ class TestRails:
             make_server(4, tags=("nightly-stop", "bulkstop:wave=10")),
         ]
         fake = FakeCompute.with_servers(servers)
-        await run(engine_for(fake, FakeClock(), wait=True))
+        await run(fake_engine(fake, FakeClock(), wait=True))
         assert fake.actions() == [servers[i].id for i in (2, 0, 3, 1)]
         kinds = [(c.kind, c.server_id) for c in fake.calls if c.kind != "list"]
         # With --wait, each wave's server is seen SHUTOFF (a GET) before the next is stopped.
@@ -583,13 +561,13 @@ class TestRails:
     async def test_malformed_wave_tag_refuses_before_sending(self) -> None:
         fake = FakeCompute.with_servers([make_server(1, tags=("nightly-stop", "bulkstop:wave=x"))])
         with pytest.raises(RefusedError, match="malformed wave tag"):
-            await engine_for(fake, FakeClock()).resolve(NIGHTLY)
+            await fake_engine(fake, FakeClock()).resolve(NIGHTLY)
         assert fake.actions() == []
 
     async def test_census_counts_every_server_per_project(self) -> None:
         servers = [make_server(i, project_id="p1", tags=()) for i in range(7)]
         fake = FakeCompute.with_servers(servers)
-        assert await engine_for(fake, FakeClock()).census() == {"p1": 7}
+        assert await fake_engine(fake, FakeClock()).census() == {"p1": 7}
 
 
 class Recorder(Observer):
@@ -619,7 +597,7 @@ class TestObserverHooks:
         throttle = Reply(status=429, retry_after=7.0, error=ErrorInfo(code="overLimit", message=""))
         fake.script[servers[0].id] = [throttle, Reply(status=500), Reply(status=202)]
         recorder = Recorder()
-        engine = engine_for(fake, FakeClock(), observer=recorder, rails=Rails(canary=1))
+        engine = fake_engine(fake, FakeClock(), observer=recorder, rails=Rails(canary=1))
         fake._apply = lambda *_: None  # type: ignore[method-assign]  # the canary never stops
         plan = await engine.resolve(NIGHTLY)
         await engine.execute(plan)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime
 
 import anyio
 import pytest
-from fakes import FakeClock, FakeCompute, make_server
+from fakes import FakeClock, FakeCompute, fake_engine, make_server
 
 from bulkstop.errors import EndpointError
 from bulkstop.execute.backoff import Backoff
 from bulkstop.execute.budget import ProjectBudget
-from bulkstop.execute.engine import Engine, RunOptions
 from bulkstop.execute.gate import RetryPolicy
 from bulkstop.models import Action, ErrorInfo, ListQuery, Outcome, Reply, ServerPage
 from bulkstop.plan.eligibility import PlanEntry
@@ -21,6 +19,8 @@ from bulkstop.record.report import Report
 from bulkstop.select.selector import Selector
 
 pytestmark = pytest.mark.anyio
+#: One worker and half-second polls, as these regressions were found with.
+REGRESSION_OPTIONS: dict[str, object] = {"concurrency": 1, "poll_interval": 0.5}
 NIGHTLY = Selector(tags=("nightly-stop",))
 
 
@@ -29,23 +29,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def engine(fake: FakeCompute, clock: FakeClock, **options: object) -> Engine:
-    settings: dict[str, object] = {"rate": 0, "concurrency": 1, "poll_interval": 0.5, **options}
-    return Engine(
-        compute=fake,
-        scopes=("p1",),
-        options=RunOptions(**settings),  # type: ignore[arg-type]
-        rng=random.Random(0),
-        clock=clock,
-        sleep=clock.sleep,
-    )
-
-
 async def test_a_canary_cut_short_by_a_halt_is_judged_not_crashed() -> None:
     servers = [make_server(n) for n in range(5)]
     fake = FakeCompute.with_servers(servers)
     fake.script[servers[0].id] = [Reply(status=403, error=ErrorInfo(code="forbidden", message=""))]
-    eng = engine(fake, FakeClock(), rails=Rails(canary=3, max_errors=ErrorBudget(count=0)))
+    eng = fake_engine(
+        fake,
+        FakeClock(),
+        **REGRESSION_OPTIONS,
+        rails=Rails(canary=3, max_errors=ErrorBudget(count=0)),
+    )
     results = await eng.execute(await eng.resolve(NIGHTLY))
     assert eng.halted == "max-errors: 1 of 1 requests failed"
     assert [r.outcome for r in results].count(Outcome.NOT_ATTEMPTED) == 4
@@ -64,7 +57,7 @@ async def test_a_next_link_that_loops_is_an_endpoint_error() -> None:
         anyio.fail_after(5),
         pytest.raises(EndpointError, match="brought no server not seen before"),
     ):
-        await engine(fake, FakeClock()).resolve(NIGHTLY)
+        await fake_engine(fake, FakeClock(), **REGRESSION_OPTIONS).resolve(NIGHTLY)
 
 
 async def test_a_gateway_timeout_that_reached_nova_counts_as_ours() -> None:
@@ -79,7 +72,7 @@ async def test_a_gateway_timeout_that_reached_nova_counts_as_ours() -> None:
 
     fake = GatewayTimeout.with_servers([make_server(1)])
     retry = RetryPolicy(backoff=Backoff(base=0.001, cap=0.001))
-    eng = engine(fake, FakeClock(), retry=retry)
+    eng = fake_engine(fake, FakeClock(), **REGRESSION_OPTIONS, retry=retry)
     (result,) = await eng.execute(await eng.resolve(NIGHTLY))
     # Reported already_stopped, an undo would never start it again.
     assert (result.outcome, result.attempts) == (Outcome.ACCEPTED, 2)
@@ -94,7 +87,7 @@ async def test_census_counts_a_server_listed_twice_once() -> None:
             return Reply(status=200, body=ServerPage(servers=servers, next_marker=None))
 
     fake = Repeating.with_servers([make_server(n, tags=()) for n in range(4)])
-    assert await engine(fake, FakeClock()).census() == {"p1": 4}
+    assert await fake_engine(fake, FakeClock(), **REGRESSION_OPTIONS).census() == {"p1": 4}
 
 
 async def test_a_hold_that_comes_while_a_call_waits_for_its_slot_is_honoured() -> None:

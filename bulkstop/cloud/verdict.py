@@ -47,7 +47,6 @@ from bulkstop.models import Reply, SubJob
 
 __all__ = [
     "CODE_TABLE",
-    "MAX_RETRY_AFTER",
     "NOT_READY",
     "CodeRule",
     "Kind",

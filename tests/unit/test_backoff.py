@@ -7,8 +7,9 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulkstop.cloud.verdict import MAX_RETRY_AFTER, judge
+from bulkstop.cloud.verdict import judge
 from bulkstop.execute.backoff import Backoff, throttle_delay
+from bulkstop.limits import MAX_RETRY_AFTER
 from bulkstop.models import Reply
 
 bases = st.floats(min_value=0.001, max_value=10)

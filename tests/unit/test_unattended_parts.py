@@ -15,11 +15,12 @@ from bulkstop.cli import log
 from bulkstop.cli.log import detect
 from bulkstop.models import Outcome, ServerResult
 from bulkstop.record.metrics import LAST_SUCCESS, RunMetrics, write_metrics_file
-from bulkstop.record.notify import redact_url, send, slack_text
+from bulkstop.record.notify import send, slack_text
 from bulkstop.record.plot import PANELS, plot_run
 from bulkstop.record.report import Report
 from bulkstop.record.runend import RunEnd
 from bulkstop.record.timeline import MAX_BUCKETS, Timeline, series
+from bulkstop.redaction import redact_url
 
 NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
 

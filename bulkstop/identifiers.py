@@ -16,6 +16,7 @@ This is the one boundary where outside data becomes an identifier:
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -31,6 +32,8 @@ _JOB_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 #: Nova's tag schema: 1-60 characters, none of them ',' or '/'.
 MAX_TAG_LENGTH: Final = 60
 _TAG_FORBIDDEN: Final = frozenset(",/")
+#: Valid project ids :func:`validate_project_id` remembers.
+_KNOWN_PROJECT_IDS: Final = 256
 #: Longest piece of a rejected value quoted back in an error message.
 _SHOWN_LENGTH: Final = 80
 
@@ -87,11 +90,13 @@ def validate_job_id(value: object) -> str:
     raise ValueError(f"not a job id: {shown(str(value))}")
 
 
+@functools.lru_cache(maxsize=_KNOWN_PROJECT_IDS)
 def validate_project_id(value: str) -> str:
     """Return *value* unchanged if it can be a Keystone project id, else raise :class:`ValueError`.
 
     Accepted: 1-64 characters of ``[A-Za-z0-9_-]``, starting with a letter or digit, so the
-    value is safe in a URL path as it is.
+    value is safe in a URL path as it is. Valid ids are remembered (a listing checks one id per
+    record, nearly always the same one).
     """
     if _PROJECT_ID.fullmatch(value):
         return value

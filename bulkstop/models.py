@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 from bulkstop.identifiers import record_project_id, record_server_id
@@ -105,25 +105,44 @@ class Server:
         tags = record.get("tags")
         metadata = record.get("metadata")
         power = record.get("OS-EXT-STS:power_state")
-        return cls(
-            id=record_server_id(record["id"]),
-            project_id=record_project_id(record.get("tenant_id") or project_id),
-            name=str(record.get("name") or ""),
-            status=str(record.get("status") or ""),
-            vm_state=record.get("OS-EXT-STS:vm_state"),
-            task_state=record.get("OS-EXT-STS:task_state"),
-            power_state=power if isinstance(power, int) else None,
-            locked=bool(record.get("locked", False)),
-            tags=frozenset(str(t) for t in tags) if isinstance(tags, list) else None,
-            metadata=(
-                {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
-            ),
+        # Positional, in field order (see _assemble); a listing builds 10,000 before any stop.
+        return _assemble(
+            cls,
+            record_server_id(record["id"]),
+            record_project_id(record.get("tenant_id") or project_id),
+            str(record.get("name") or ""),
+            str(record.get("status") or ""),
+            record.get("OS-EXT-STS:vm_state"),
+            record.get("OS-EXT-STS:task_state"),
+            power if isinstance(power, int) else None,
+            bool(record.get("locked", False)),
+            frozenset(map(str, tags)) if isinstance(tags, list) else None,
+            {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {},
         )
 
     @property
     def is_stopped(self) -> bool:
         """Off already: vm_state ``stopped`` or status ``SHUTOFF``."""
         return self.vm_state == STOPPED_VM_STATE or self.status == "SHUTOFF"
+
+
+_new: Final = object.__new__
+#: The slot setters of Server's fields, in field order.
+_SERVER_SLOTS: Final = tuple(getattr(Server, f.name).__set__ for f in fields(Server))
+
+
+def _assemble(cls: type[Server], *values: Any) -> Server:
+    """A :class:`Server` from every field's value in field order, as ``cls(**kw)`` makes it.
+
+    A frozen dataclass's ``__init__`` sets each field through a slow generic path (keyword
+    parsing, then ``object.__setattr__`` looked up per field); setting the slots directly is
+    about 2x cheaper, for the 10,000 servers a listing builds before the first stop. Server has no
+    ``__post_init__``; a test checks that both ways give equal servers.
+    """
+    server = _new(cls)
+    for put, value in zip(_SERVER_SLOTS, values):  # from_api passes them all
+        put(server, value)
+    return server
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Final
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 
 from bulkstop.cloud.base import ComputeAPI
 from bulkstop.cloud.verdict import Kind, read_failure
@@ -36,6 +38,9 @@ from bulkstop.timespec import utc_now
 PAGE_LIMIT: Final = 1000
 #: Up to this many servers of a project are resolved one GET each; more are read by listing.
 GET_THRESHOLD: Final = 25
+
+#: Called by :meth:`Reader.listing` with a page's number and its servers (merged so far).
+PageHook = Callable[[int, list[Server]], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,7 +113,12 @@ class Reader:
         return None
 
     async def listing(
-        self, scope: str, query: ListQuery, *, wanted: Collection[str] | None = None
+        self,
+        scope: str,
+        query: ListQuery,
+        *,
+        wanted: Collection[str] | None = None,
+        each_page: PageHook | None = None,
     ) -> list[tuple[int, Server]]:
         """The project's listing as ``(page number, record)``, following every next link.
 
@@ -116,27 +126,53 @@ class Reader:
         copies of a UUID are one id) are one server (see :func:`_merged`). With ``wanted``,
         stops after the page on which the last of them was seen. Raises CloudAccessError when a
         page cannot be read, EndpointError when the paging is broken (:func:`_check_progress`).
+
+        The next page is asked for as soon as this one has passed those checks, and
+        ``each_page`` (if given) is called with this page's servers while that request is in
+        flight: at most one page ahead, so memory stays bounded by two pages. ``each_page``
+        sees each record merged with the copies of it seen so far; it may raise, which
+        cancels the request ahead.
         """
         out: dict[str, tuple[int, Server]] = {}
         missing = None if wanted is None else set(wanted)
-        marker: str | None = None
-        for number in itertools.count():
-            call = partial(self.compute.list_page, scope, query, marker)
-            res = await self.gate.call(scope, call)
-            page = res.reply.body
-            if res.verdict.kind is not Kind.ACCEPTED or not isinstance(page, ServerPage):
-                raise read_failure(scope, res.reply, what="list servers")
-            self.dropped += page.dropped
-            fresh = _add_page(out, number, page)
-            if missing is not None:
-                missing.difference_update(s.id for s in page.servers)
-                if not missing:
-                    break
-            if page.next_marker is None:
-                break
-            _check_progress(scope, number + 1, fresh)
-            marker = page.next_marker
+        ahead_send, ahead = anyio.create_memory_object_stream[ServerPage](1)
+        with ahead_send, ahead, first_run_error():
+            async with anyio.create_task_group() as tg:
+                page = await self._page(scope, query, None)
+                for number in itertools.count():
+                    self.dropped += page.dropped
+                    fresh = _add_page(out, number, page)
+                    if missing is not None:
+                        missing.difference_update(s.id for s in page.servers)
+                    done = missing is not None and not missing
+                    following = None if done else page.next_marker
+                    if following is not None:
+                        _check_progress(scope, number + 1, fresh)
+                        tg.start_soon(self._page_ahead, ahead_send, scope, query, following)
+                    if each_page is not None:
+                        each_page(number, [out[s.id][1] for s in page.servers])
+                    if following is None:
+                        break
+                    page = await ahead.receive()
         return list(out.values())
+
+    async def _page(self, scope: str, query: ListQuery, marker: str | None) -> ServerPage:
+        """One page of the listing; CloudAccessError when it cannot be read."""
+        call = partial(self.compute.list_page, scope, query, marker)
+        res = await self.gate.call(scope, call)
+        page = res.reply.body
+        if res.verdict.kind is not Kind.ACCEPTED or not isinstance(page, ServerPage):
+            raise read_failure(scope, res.reply, what="list servers")
+        return page
+
+    async def _page_ahead(
+        self,
+        to: MemoryObjectSendStream[ServerPage],
+        scope: str,
+        query: ListQuery,
+        marker: str,
+    ) -> None:
+        await to.send(await self._page(scope, query, marker))
 
 
 class Resolver:
@@ -156,69 +192,58 @@ class Resolver:
             # "not found". The tag criteria are re-checked on the records below.
             query = ListQuery(all_tenants=selector.all_projects, limit=PAGE_LIMIT)
         wanted = self._wanted_by_scope(selector)
-        found: dict[str, list[Server]] = {}
-        pages: dict[str, int] = {}
+        now = utc_now()
+        found = {
+            scope: _Found(scope=scope, ids=ids, selector=selector, spec=self.spec, now=now)
+            for scope, ids in wanted.items()
+        }
         dropped_before = self.reader.dropped
 
         async def fetch(scope: str, ids: set[str] | None) -> None:
             if ids is not None and len(ids) <= GET_THRESHOLD:
-                found[scope] = list((await self.reader.get_each(scope, ids)).values())
-                return
-            records: dict[str, Server] = {}
-            for number, server in await self.reader.listing(scope, query):
-                if ids is None or server.id in ids:
-                    records[server.id] = server
-                    pages.setdefault(server.id, number)
-            found[scope] = list(records.values())
+                servers = await self.reader.get_each(scope, ids)
+                found[scope].add(None, list(servers.values()))
+            else:
+                # Each page is judged while the next one is on its way.
+                await self.reader.listing(scope, query, each_page=found[scope].add)
 
         with first_run_error():
             async with anyio.create_task_group() as tg:
                 for scope, ids in wanted.items():
                     tg.start_soon(fetch, scope, ids)
-        plan = self._plan(selector, wanted, found, query=query, pages=pages)
+        plan = self._plan(selector, found, query=query)
         return dataclasses.replace(plan, dropped_records=self.reader.dropped - dropped_before)
 
-    def _plan(
-        self,
-        selector: Selector,
-        wanted: Mapping[str, set[str] | None],
-        found: Mapping[str, list[Server]],
-        *,
-        query: ListQuery,
-        pages: Mapping[str, int],
-    ) -> Plan:
-        """The plan from the records read: the tag guard, the re-check, classification."""
+    def _plan(self, selector: Selector, found: Mapping[str, _Found], *, query: ListQuery) -> Plan:
+        """The plan from the records read and judged, in scope order."""
         entries: dict[str, PlanEntry] = {}
         seen: set[str] = set()
-        now = utc_now()
         listed = rechecked_out = 0
         # An ID list's order is the plan's (its first servers are the canary); a listing keeps
-        # the cloud's order (every rank is 0 and the sort is stable).
+        # the cloud's order.
         rank: dict[str, int] = {}
         for n, target in enumerate(selector.ids or ()):
             rank.setdefault(target.id, n)
+        pages: dict[str, int] = {}
         for scope in self.scopes:
-            ids = wanted.get(scope)
-            for server in sorted(found.get(scope, ()), key=lambda s: rank.get(s.id, 0)):
+            if scope not in found:
+                continue
+            scoped = found[scope]
+            verdicts = scoped.verdicts.items()
+            for server_id, verdict in (
+                sorted(verdicts, key=lambda v: rank[v[0]]) if rank else verdicts
+            ):
                 listed += 1
-                if server.tags is None:
-                    raise UnsafeCloudError(
-                        f"the cloud returned server {server.id} without its tags "
-                        "(compute microversion 2.26 not honoured?): bulkstop cannot check "
-                        "tag filters or the bulkstop:protect tag, so it refuses to act"
-                    )
-                if ids is not None and server.id not in ids:
+                if verdict is _OUTSIDE:
                     continue
-                if not selector.all_projects and server.project_id not in ("", scope):
-                    continue  # an admin's GET reaches other projects; a project is a boundary
-                seen.add(server.id)
-                if not selector.matches(server):
+                seen.add(server_id)
+                if verdict is _RECHECKED_OUT:
                     rechecked_out += 1
-                    continue
-                if server.id not in entries:
-                    entries[server.id] = classify(
-                        server, scope=scope, selector=selector, spec=self.spec, now=now
-                    )
+                elif server_id not in entries:
+                    assert isinstance(verdict, PlanEntry)
+                    entries[server_id] = verdict
+            for server_id, number in scoped.pages.items():
+                pages.setdefault(server_id, number)
         plan_entries = tuple(entries.values())
         try:
             batches([e for e in plan_entries if e.sends])
@@ -294,6 +319,53 @@ class Resolver:
                 for scope in self.scopes:
                     tg.start_soon(count, scope)
         return dict(counts)
+
+
+#: A record of another project (an admin's GET reaches other projects; a project is a boundary).
+_OUTSIDE: Final = "outside"
+#: A record that failed the client-side re-check of the tag criteria.
+_RECHECKED_OUT: Final = "rechecked out"
+
+
+@dataclass(slots=True, kw_only=True)
+class _Found:
+    """What one project in scope returned, each record judged as it arrives (the tag guard,
+    the project boundary, the re-check, classification); a record merged with a later copy of
+    itself is judged again, as merged."""
+
+    scope: str
+    #: The ids looked for in this project (None: every record the query returns).
+    ids: set[str] | None
+    selector: Selector
+    spec: ActionSpec
+    now: datetime
+    #: Server id → its plan entry, _OUTSIDE or _RECHECKED_OUT, in the order first returned.
+    verdicts: dict[str, PlanEntry | str] = field(default_factory=dict)
+    #: Server id → the listing page it first came on.
+    pages: dict[str, int] = field(default_factory=dict)
+
+    def add(self, number: int | None, servers: list[Server]) -> None:
+        """Judge the records of listing page ``number`` (None: read by GET)."""
+        ids, selector, scope = self.ids, self.selector, self.scope
+        for server in servers:
+            if ids is not None and server.id not in ids:
+                continue
+            if server.tags is None:
+                raise UnsafeCloudError(
+                    f"the cloud returned server {server.id} without its tags "
+                    "(compute microversion 2.26 not honoured?): bulkstop cannot check "
+                    "tag filters or the bulkstop:protect tag, so it refuses to act"
+                )
+            if number is not None:
+                self.pages.setdefault(server.id, number)
+            if not selector.all_projects and server.project_id not in ("", scope):
+                self.verdicts[server.id] = _OUTSIDE
+            elif not selector.matches(server):
+                self.verdicts[server.id] = _RECHECKED_OUT
+            else:
+                self.verdicts[server.id] = classify(
+                    server, scope=scope, selector=selector, spec=self.spec, now=self.now
+                )
 
 
 def _add_page(servers: dict[str, tuple[int, Server]], number: int, page: ServerPage) -> int:

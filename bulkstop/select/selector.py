@@ -7,7 +7,7 @@ because a cloud below microversion 2.26 silently ignores tag filters and returns
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -43,6 +43,8 @@ class Selector:
     ids_source: str | None = None
     select_all: bool = False
     all_projects: bool = False
+    #: :attr:`guard_tags`, computed once (exclusion checks every matched server against it).
+    _guard_tags: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (self.tags or self.any_tags or self.ids is not None or self.select_all):
@@ -52,11 +54,13 @@ class Selector:
             )
         if self.select_all and (self.tags or self.any_tags or self.ids is not None):
             raise UsageError("`select_all` cannot be combined with `tags`, `any_tags` or `ids`")
+        guard = frozenset(self.exclude_tags) | frozenset(self.protect_tags) | {PROTECT_TAG}
+        object.__setattr__(self, "_guard_tags", guard)
 
     @property
     def guard_tags(self) -> frozenset[str]:
         """Tags that keep a matched server out: exclusions, protections and :data:`PROTECT_TAG`."""
-        return frozenset(self.exclude_tags) | frozenset(self.protect_tags) | {PROTECT_TAG}
+        return self._guard_tags
 
     def list_query(self) -> ListQuery:
         """The server-side filters to send when listing (exclusions are checked client-side so
@@ -78,15 +82,13 @@ class Selector:
 
     def exclusion(self, server: Server, *, now: datetime) -> str | None:
         """Why a matched server must be left alone by tag at time ``now``, or ``None``."""
-        if server.tags is None:
+        tags = server.tags
+        if not tags:
             return None
-        hit = sorted(server.tags & self.guard_tags)
-        if hit:
-            return f"tag {hit[0]}"
-        for tag in sorted(server.tags):
-            if tag.startswith(EXEMPT_PREFIX):
-                return _exemption(tag, now=now)
-        return None
+        if not tags.isdisjoint(self._guard_tags):
+            return f"tag {min(tags & self._guard_tags)}"
+        exemptions = [tag for tag in tags if tag.startswith(EXEMPT_PREFIX)]
+        return _exemption(min(exemptions), now=now) if exemptions else None
 
     def describe(self) -> dict[str, Any]:
         """The ``selector`` object of the report."""

@@ -20,6 +20,7 @@ from functools import partial
 from typing import Final
 
 import anyio
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 
 from bulkstop.cloud.base import ComputeAPI
@@ -39,6 +40,10 @@ PAGE_LIMIT: Final = 1000
 #: Up to this many servers of a project are resolved one GET each; more are read by listing.
 GET_THRESHOLD: Final = 25
 
+#: Event-loop turns the listing gives the request for the next page before it judges this one
+#: (judging is CPU work that holds the loop): on a kept-alive connection aiohttp puts a request
+#: on the wire in one turn; the gate and the token cache take none when nothing waits.
+AHEAD_TURNS: Final = 3
 #: Called by :meth:`Reader.listing` with a page's number and its servers (merged so far).
 PageHook = Callable[[int, list[Server]], None]
 
@@ -150,6 +155,8 @@ class Reader:
                         _check_progress(scope, number + 1, fresh)
                         tg.start_soon(self._page_ahead, ahead_send, scope, query, following)
                     if each_page is not None:
+                        for _ in range(AHEAD_TURNS):  # the request ahead goes out first
+                            await anyio.lowlevel.checkpoint()
                         each_page(number, [out[s.id][1] for s in page.servers])
                     if following is None:
                         break

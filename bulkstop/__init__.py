@@ -18,8 +18,9 @@ the cloud client.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from typing import TYPE_CHECKING, Any, Final
+
+from bulkstop._version import __version__
 
 if TYPE_CHECKING:
     from bulkstop.api import (
@@ -46,10 +47,6 @@ if TYPE_CHECKING:
     from bulkstop.models import Outcome, ServerResult
     from bulkstop.record.report import Report
 
-try:
-    __version__ = importlib.metadata.version("bulkstop")
-except importlib.metadata.PackageNotFoundError:  # running from a source checkout
-    __version__ = "0+unknown"
 
 __all__ = [
     "AuthSettings",

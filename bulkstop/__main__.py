@@ -1,5 +1,5 @@
 """``python -m bulkstop``: the same command line as the ``bulkstop`` script."""
 
-from bulkstop.cli import main
+from bulkstop.cli import run
 
-main(prog_name="bulkstop")
+run()

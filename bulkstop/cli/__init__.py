@@ -22,12 +22,12 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import click
 
 from bulkstop.cli import log
-from bulkstop.cli.console import interrupted
+from bulkstop.cli.console import exit_now, interrupted
 
 #: Command name → ``module:attribute`` of its click command, imported on first use.
 COMMANDS: Final = {
@@ -106,3 +106,13 @@ def main() -> None:
     Shell completion (bash; zsh and fish alike with zsh_source / fish_source):
       eval "$(_BULKSTOP_COMPLETE=bash_source bulkstop)"
     """
+
+
+def run() -> NoReturn:
+    """The ``bulkstop`` script and ``python -m bulkstop``: :func:`main`, then
+    :func:`~bulkstop.cli.console.exit_now` (tests call :func:`main` through click's runner)."""
+    try:
+        main(prog_name="bulkstop")
+    except SystemExit as done:
+        exit_now(done.code)
+    exit_now(0)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.metadata
 import importlib.util
 import logging
 import re
@@ -47,24 +46,17 @@ from keystoneauth1.access import AccessInfo
 from keystoneauth1.identity.base import BaseIdentityPlugin
 from keystoneauth1.identity.v3 import ApplicationCredential
 
+from bulkstop._version import __version__
 from bulkstop.errors import AuthError, CloudAccessError, ConfigError, EndpointError, UsageError
 from bulkstop.limits import DEFAULT_AUTH_TIMEOUT
 from bulkstop.redaction import redact
-
-
-def _package_version() -> str:
-    try:
-        return importlib.metadata.version("bulkstop")
-    except importlib.metadata.PackageNotFoundError:  # running from a source checkout
-        return "0+unknown"
-
 
 # keystoneauth logs a warning on every discovery fallback and failure; bulkstop reports the
 # failure itself, in one line, so its log is kept quiet unless Python logging is configured.
 logging.getLogger("keystoneauth").setLevel(logging.ERROR)
 
 #: How bulkstop introduces itself to Keystone and to the compute API.
-USER_AGENT: Final = f"bulkstop/{_package_version()}"
+USER_AGENT: Final = f"bulkstop/{__version__}"
 #: A token is renewed once less than this many seconds of its lifetime remain...
 RENEW_BEFORE_EXPIRY: Final = 300.0
 #: ...or less than this fraction of its lifetime, whichever comes first...
@@ -171,10 +163,17 @@ def config_loader() -> tuple[ModuleType, ModuleType]:
         config, exceptions = (importlib.import_module(name) for name in names)
         return config, exceptions
     sys.modules["openstack"] = importlib.util.module_from_spec(spec)
+    # The loader imports prometheus_client, if installed, for API-call metrics bulkstop never
+    # asks for (~30 ms): it is hidden for this import, and left to load when metrics are wanted.
+    hidden = [] if "prometheus_client" in sys.modules else ["prometheus_client"]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # "import" raises ImportError
     try:
         config, exceptions = (importlib.import_module(name) for name in names)
     finally:
         for name in [n for n in sys.modules if n == "openstack" or n.startswith("openstack.")]:
+            del sys.modules[name]
+        for name in hidden:
             del sys.modules[name]
     return config, exceptions
 

@@ -38,6 +38,9 @@ from bulkstop.models import Reply
 
 #: Attempts per request on transient failures (``--max-attempts``).
 DEFAULT_MAX_ATTEMPTS: Final = 5
+#: What a call's result says before any answer came (a call cut short before sending).
+_NO_REPLY: Final = Reply(status=None)
+_NO_VERDICT: Final = judge(_NO_REPLY)
 
 Request = Callable[[], Awaitable[Reply]]
 #: Hears each answer of :meth:`Gate.call` as it arrives, with True while no attempt so far may
@@ -150,8 +153,7 @@ class Gate:
         first_throttle: float | None = None
         uncertain = renewed = False
         started = 0.0
-        reply = Reply(status=None)
-        verdict = judge(reply)
+        reply, verdict = _NO_REPLY, _NO_VERDICT
 
         def result(gave_up: str | None = None) -> CallResult:
             return CallResult(

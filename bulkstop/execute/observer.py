@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from bulkstop.models import ServerResult
@@ -49,35 +49,52 @@ class Observer:
 
 
 class Observers(Observer):
-    """Several observers as one, called in order (e.g. journal first, then progress)."""
+    """Several observers as one, called in order (e.g. journal first, then progress).
+
+    Each hook calls only the observers that override it, bound once: ``sending``, ``answered``
+    and ``finished`` run for every server, and most observers leave most hooks alone.
+    """
 
     def __init__(self, *observers: Observer | None) -> None:
         self.observers = tuple(o for o in observers if o is not None)
+        self._planned = self._hooks("planned")
+        self._sending = self._hooks("sending")
+        self._finished = self._hooks("finished")
+        self._answered = self._hooks("answered")
+        self._batch_started = self._hooks("batch_started")
+        self._halted = self._hooks("halted")
+        self._job_started = self._hooks("job_started")
+
+    def _hooks(self, name: str) -> tuple[Callable[..., None], ...]:
+        default = getattr(Observer, name)
+        return tuple(
+            getattr(o, name) for o in self.observers if getattr(type(o), name) is not default
+        )
 
     def planned(self, plan: Plan) -> None:
-        for o in self.observers:
-            o.planned(plan)
+        for hook in self._planned:
+            hook(plan)
 
     def sending(self, entry: PlanEntry) -> None:
-        for o in self.observers:
-            o.sending(entry)
+        for hook in self._sending:
+            hook(entry)
 
     def finished(self, result: ServerResult) -> None:
-        for o in self.observers:
-            o.finished(result)
+        for hook in self._finished:
+            hook(result)
 
     def answered(self, scope: str, *, throttled: bool, hold: float | None) -> None:
-        for o in self.observers:
-            o.answered(scope, throttled=throttled, hold=hold)
+        for hook in self._answered:
+            hook(scope, throttled=throttled, hold=hold)
 
     def batch_started(self, batch: Batch) -> None:
-        for o in self.observers:
-            o.batch_started(batch)
+        for hook in self._batch_started:
+            hook(batch)
 
     def halted(self, reason: str) -> None:
-        for o in self.observers:
-            o.halted(reason)
+        for hook in self._halted:
+            hook(reason)
 
     def job_started(self, scope: str, service: str, job_id: str, ids: Sequence[str]) -> None:
-        for o in self.observers:
-            o.job_started(scope, service, job_id, ids)
+        for hook in self._job_started:
+            hook(scope, service, job_id, ids)

@@ -431,8 +431,9 @@ os.environ["OS_CLIENT_CONFIG_FILE"] = os.devnull
 from bulkstop.cloud.auth import AuthSettings, Keystone
 keystone = Keystone.load(AuthSettings())
 print(keystone.auth_url, sorted(m for m in sys.modules if m.split(".")[0] == "openstack"))
-import openstack
-print(callable(getattr(openstack, "connect", None)))
+print("prometheus_client" in sys.modules)
+import openstack, prometheus_client
+print(callable(getattr(openstack, "connect", None)), callable(prometheus_client.Gauge))
 """
 
 
@@ -440,8 +441,11 @@ def test_config_loader_leaves_the_sdk_unimported_and_whole() -> None:
     done = subprocess.run(
         [sys.executable, "-c", _LOADER_PROBE], capture_output=True, text=True, check=True
     )
-    loaded, real_package = done.stdout.splitlines()
+    loaded, metrics_loaded, real_packages = done.stdout.splitlines()
     # The configuration was read, and nothing of openstack stays in sys.modules...
     assert loaded == "http://127.0.0.1:9/v3 []"
-    # ...so a later `import openstack` gets the real SDK, not the package bulkstop set up.
-    assert real_package == "True"
+    # ...nor prometheus_client, which the loader would import for nothing...
+    assert metrics_loaded == "False"
+    # ...so a later import gets the real SDK, not the package bulkstop set up, and the real
+    # prometheus_client (for --metrics-file), not the hidden one.
+    assert real_packages == "True True"

@@ -17,17 +17,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from urllib.parse import quote
 
 import aiohttp
 import certifi
 import pytest
 from aiohttp import web
 from aiohttp.client_reqrep import ConnectionKey
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bulkstop.cloud.auth import ProjectAccess, TlsSettings
 from bulkstop.cloud.http import (
     NOVA_MICROVERSION,
     HttpCompute,
+    _path_segment,
     action_body,
     client_ssl,
     transport_error,
@@ -184,6 +188,17 @@ class TestAction:
     ) -> None:
         await compute.action("p1", SERVER, action, stop_type=stop_type)
         assert json.loads(nova.seen[0].body) == expected
+
+    @given(st.text())
+    def test_an_id_in_the_path_is_quoted_as_quote_would(self, server_id: str) -> None:
+        # The shortcut for UUIDs must never send a different path than quote() did.
+        assert _path_segment(server_id) == quote(server_id, safe="")
+
+    async def test_an_id_that_needs_quoting_is_quoted_on_the_wire(
+        self, compute: HttpCompute, nova: ScriptedNova
+    ) -> None:
+        await compute.action("p1", "a b/c", Action.STOP)
+        assert nova.seen[0].raw_path == "/v2.1/p1/servers/a%20b%2Fc/action"
 
     def test_unusual_stop_type_is_still_encoded(self) -> None:
         assert json.loads(action_body(Action.STOP, "GENTLE")) == {"os-stop": {"type": "GENTLE"}}

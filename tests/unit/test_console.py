@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 
 import pytest
 
@@ -44,3 +46,34 @@ def test_a_command_runs_on_the_chosen_loop(monkeypatch: pytest.MonkeyPatch) -> N
     assert console.run_async(loop_module).startswith("asyncio")
     monkeypatch.setenv(console.LOOP_ENV, "uvloop")
     assert console.run_async(loop_module).startswith("uvloop")
+
+
+def _exit_in_child(body: str) -> subprocess.CompletedProcess[str]:
+    """Run ``body`` in a fresh interpreter that ends with ``exit_now``."""
+    probe = "import atexit, threading, time\nfrom bulkstop.cli.console import exit_now\n" + body
+    return subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+class TestExitNow:
+    def test_keeps_the_status_the_atexit_handlers_and_the_buffered_output(self) -> None:
+        done = _exit_in_child(
+            "atexit.register(lambda: print('handler ran'))\nprint('buffered', end=' ')\nexit_now(3)"
+        )
+        assert (done.returncode, done.stdout) == (3, "buffered handler ran\n")
+
+    def test_a_message_is_printed_with_status_1(self) -> None:
+        done = _exit_in_child("exit_now('bulkstop: gone')")
+        assert (done.returncode, done.stderr) == (1, "bulkstop: gone\n")
+
+    def test_none_is_success(self) -> None:
+        assert _exit_in_child("exit_now(None)").returncode == 0
+
+    def test_waits_for_a_thread_an_ordinary_exit_would_wait_for(self) -> None:
+        # A non-daemon thread still working: the exit is an ordinary one, which joins it.
+        done = _exit_in_child(
+            "def work():\n    time.sleep(0.2)\n    print('thread finished', flush=True)\n"
+            "threading.Thread(target=work).start()\nexit_now(4)"
+        )
+        assert (done.returncode, done.stdout) == (4, "thread finished\n")

@@ -140,7 +140,7 @@ def _assemble(cls: type[Server], *values: Any) -> Server:
     ``__post_init__``; a test checks that both ways give equal servers.
     """
     server = _new(cls)
-    for put, value in zip(_SERVER_SLOTS, values):  # from_api passes them all
+    for put, value in zip(_SERVER_SLOTS, values, strict=True):
         put(server, value)
     return server
 

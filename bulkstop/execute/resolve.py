@@ -41,9 +41,9 @@ PAGE_LIMIT: Final = 1000
 GET_THRESHOLD: Final = 25
 
 #: Event-loop turns the listing gives the request for the next page before it judges this one
-#: (judging is CPU work that holds the loop): on a kept-alive connection aiohttp puts a request
-#: on the wire in one turn; the gate and the token cache take none when nothing waits.
-AHEAD_TURNS: Final = 3
+#: (judging is CPU work that holds the loop). On a kept-alive connection aiohttp put a request
+#: on the wire in one turn (measured); the rest is margin for the gate and the token cache.
+AHEAD_TURNS: Final = 8
 #: Called by :meth:`Reader.listing` with a page's number and its servers (merged so far).
 PageHook = Callable[[int, list[Server]], None]
 

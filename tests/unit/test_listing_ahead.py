@@ -15,7 +15,10 @@ import pytest
 from fakes import FakeClock, FakeCompute, fake_engine, make_server
 
 from bulkstop.errors import CloudAccessError, UnsafeCloudError
-from bulkstop.models import ErrorInfo, ListQuery, Outcome, Reply, Server, ServerPage
+from bulkstop.execute.resolve import AHEAD_TURNS, Plan
+from bulkstop.models import ErrorInfo, ListQuery, Outcome, Reply, Server, ServerPage, ServerResult
+from bulkstop.plan.eligibility import PlanEntry
+from bulkstop.record.journal import target_records
 from bulkstop.select.selector import PROTECT_TAG, Selector
 
 pytestmark = pytest.mark.anyio
@@ -39,7 +42,7 @@ class Recording(FakeCompute):
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
-            for _ in range(5):  # the answer takes a few turns of the loop
+            for _ in range(AHEAD_TURNS * 2):  # the answer takes more turns than are given
                 await anyio.lowlevel.checkpoint()
             return await super().list_page(project_id, query, marker)
         finally:
@@ -184,3 +187,22 @@ def test_guard_tags_follow_a_replaced_selector() -> None:
     assert NIGHTLY.guard_tags == {PROTECT_TAG}
     assert widened != NIGHTLY and hash(NIGHTLY) == hash(Selector(tags=("nightly-stop",)))
     assert json.dumps(NIGHTLY.describe())  # the cached field is not part of what is described
+
+
+def test_the_header_targets_are_what_the_json_encoder_writes() -> None:
+    odd = dataclasses.replace(make_server(1, project_id=""), name='q"uote\\ \u00e9\n\u2028 \x01')
+    plan = Plan(
+        entries=(PlanEntry(server=odd, scope="p1"), PlanEntry(server=make_server(2), scope="p1")),
+        missing=(
+            ServerResult(
+                id=make_server(3).id, project_id="p2", name="gone", outcome=Outcome.NOT_FOUND
+            ),
+        ),
+    )
+    expected = [
+        {"id": make_server(3).id, "project_id": "p2", "scope": "", "name": "gone"},
+        {"id": odd.id, "project_id": "p1", "scope": "p1", "name": odd.name},
+        {"id": make_server(2).id, "project_id": "p1", "scope": "p1", "name": "srv-2"},
+    ]
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    assert list(target_records(plan)) == [encode(t) for t in expected]

@@ -7,7 +7,7 @@ behaviour beyond small derived properties, so any stage can be tested from plain
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
@@ -102,14 +102,26 @@ class Server:
         a project id (see :func:`~bulkstop.identifiers.record_server_id`): such a record is
         not a server bulkstop may send anything for.
         """
+        return cls.from_checked(record, *cls.record_ids(record, project_id=project_id))
+
+    @staticmethod
+    def record_ids(record: Mapping[str, Any], *, project_id: str | None = None) -> tuple[str, str]:
+        """A record's server id and project id: the checks of :meth:`from_api`, which raise
+        :class:`ValueError` (or :class:`KeyError` without an id). Only these can fail."""
+        server_id = record_server_id(record["id"])
+        return server_id, record_project_id(record.get("tenant_id") or project_id)
+
+    @classmethod
+    def from_checked(cls, record: Mapping[str, Any], server_id: str, project_id: str) -> Server:
+        """:meth:`from_api` for a record whose ids :meth:`record_ids` returned; never raises."""
         tags = record.get("tags")
         metadata = record.get("metadata")
         power = record.get("OS-EXT-STS:power_state")
         # Positional, in field order (see _assemble); a listing builds 10,000 before any stop.
         return _assemble(
             cls,
-            record_server_id(record["id"]),
-            record_project_id(record.get("tenant_id") or project_id),
+            server_id,
+            project_id,
             str(record.get("name") or ""),
             str(record.get("status") or ""),
             record.get("OS-EXT-STS:vm_state"),
@@ -167,13 +179,26 @@ class Reply:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerPage:
-    """One page of a server listing, and the marker of the next page if there is one."""
+    """One page of a server listing, and the marker of the next page if there is one.
 
-    servers: tuple[Server, ...]
+    ``servers`` may be built on first use (the HTTP client's pages are: a listing asks for the
+    next page before it builds this one's servers); ``server_ids`` then gives their ids at once.
+    """
+
+    servers: Sequence[Server]
     next_marker: str | None
     #: Records of the page that were not servers bulkstop can act on (an id that is not
     #: exactly a UUID): dropped, never merged with another record, and counted.
     dropped: int = 0
+    #: The ids of ``servers``, in order, when known without building them; None: read them off.
+    server_ids: tuple[str, ...] | None = None
+
+    @property
+    def ids(self) -> Sequence[str]:
+        """The ids of ``servers``, in order (without building them when they are known)."""
+        if self.server_ids is not None:
+            return self.server_ids
+        return [server.id for server in self.servers]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

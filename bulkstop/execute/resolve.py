@@ -40,9 +40,9 @@ PAGE_LIMIT: Final = 1000
 #: Up to this many servers of a project are resolved one GET each; more are read by listing.
 GET_THRESHOLD: Final = 25
 
-#: Event-loop turns the listing gives the request for the next page before it judges this one
-#: (judging is CPU work that holds the loop). On a kept-alive connection aiohttp put a request
-#: on the wire in one turn (measured); the rest is margin for the gate and the token cache.
+#: Event-loop turns the listing gives the request for the next page before it builds and judges
+#: this one's servers (CPU work that holds the loop). On a kept-alive connection aiohttp puts a
+#: request on the wire in one turn (measured); the rest is margin for the gate and token cache.
 AHEAD_TURNS: Final = 8
 #: Called by :meth:`Reader.listing` with a page's number and its servers (merged so far).
 PageHook = Callable[[int, list[Server]], None]
@@ -132,11 +132,11 @@ class Reader:
         stops after the page on which the last of them was seen. Raises CloudAccessError when a
         page cannot be read, EndpointError when the paging is broken (:func:`_check_progress`).
 
-        The next page is asked for as soon as this one has passed those checks, and
-        ``each_page`` (if given) is called with this page's servers while that request is in
-        flight: at most one page ahead, so memory stays bounded by two pages. ``each_page``
-        sees each record merged with the copies of it seen so far; it may raise, which
-        cancels the request ahead.
+        The next page is asked for as soon as this one's ids have passed those checks; this
+        page's servers are then built, merged and given to ``each_page`` (if any) while that
+        request is in flight: at most one page ahead, so memory stays bounded by two pages.
+        ``each_page`` sees each record merged with the copies of it seen so far; it may raise,
+        which cancels the request ahead.
         """
         out: dict[str, tuple[int, Server]] = {}
         missing = None if wanted is None else set(wanted)
@@ -146,18 +146,20 @@ class Reader:
                 page = await self._page(scope, query, None)
                 for number in itertools.count():
                     self.dropped += page.dropped
-                    fresh = _add_page(out, number, page)
+                    ids = page.ids
+                    fresh = len(set(ids).difference(out))
                     if missing is not None:
-                        missing.difference_update(s.id for s in page.servers)
+                        missing.difference_update(ids)
                     done = missing is not None and not missing
                     following = None if done else page.next_marker
                     if following is not None:
                         _check_progress(scope, number + 1, fresh)
                         tg.start_soon(self._page_ahead, ahead_send, scope, query, following)
-                    if each_page is not None:
                         for _ in range(AHEAD_TURNS):  # the request ahead goes out first
                             await anyio.lowlevel.checkpoint()
-                        each_page(number, [out[s.id][1] for s in page.servers])
+                    _add_page(out, number, page)  # builds the page's servers (CPU work)
+                    if each_page is not None:
+                        each_page(number, [out[server_id][1] for server_id in ids])
                     if following is None:
                         break
                     page = await ahead.receive()
@@ -375,20 +377,18 @@ class _Found:
                 )
 
 
-def _add_page(servers: dict[str, tuple[int, Server]], number: int, page: ServerPage) -> int:
-    """Add page ``number``'s servers; how many were new.
+def _add_page(servers: dict[str, tuple[int, Server]], number: int, page: ServerPage) -> None:
+    """Add page ``number``'s servers.
 
     Two records of one id (upper-case copies of a UUID are one id) are one server: the first
     record's fields, with the tags of both and locked if either is, so that protection or
     exclusion on any copy applies to the server.
     """
-    before = len(servers)
     for server in page.servers:
         known = servers.get(server.id)
         servers[server.id] = (
             (number, server) if known is None else (known[0], _merged(known[1], server))
         )
-    return len(servers) - before
 
 
 def _merged(first: Server, copy: Server) -> Server:

@@ -7,7 +7,7 @@ behaviour beyond small derived properties, so any stage can be tested from plain
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
@@ -179,26 +179,18 @@ class Reply:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerPage:
-    """One page of a server listing, and the marker of the next page if there is one.
+    """One page of a server listing, and the marker of the next page if there is one."""
 
-    ``servers`` may be built on first use (the HTTP client's pages are: a listing asks for the
-    next page before it builds this one's servers); ``server_ids`` then gives their ids at once.
-    """
-
-    servers: Sequence[Server]
+    servers: tuple[Server, ...]
     next_marker: str | None
     #: Records of the page that were not servers bulkstop can act on (an id that is not
     #: exactly a UUID): dropped, never merged with another record, and counted.
     dropped: int = 0
-    #: The ids of ``servers``, in order, when known without building them; None: read them off.
-    server_ids: tuple[str, ...] | None = None
 
     @property
-    def ids(self) -> Sequence[str]:
-        """The ids of ``servers``, in order (without building them when they are known)."""
-        if self.server_ids is not None:
-            return self.server_ids
-        return [server.id for server in self.servers]
+    def ids(self) -> tuple[str, ...]:
+        """The ids of ``servers``, in order."""
+        return tuple(server.id for server in self.servers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

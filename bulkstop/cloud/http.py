@@ -29,9 +29,9 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, overload
+from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
@@ -482,73 +482,31 @@ def _parsed(
 def _server_page(document: Any, project_id: str) -> ServerPage:
     """The page of a ``/servers/detail`` body; raises on a body of another shape.
 
-    Every record is checked here (a record that is not an object fails the page; one without a
-    usable id is dropped); the servers are built when first used (see :class:`_Deferred`).
+    A record that is not an object fails the page; one without a usable id is dropped. The
+    servers are built here, at once: a page kept as its raw records until used (to build them
+    while the next page is on its way) cost 100-150 MB more at 100,000 servers over 20
+    projects, and no time (benchmarks/README.md).
     """
     records = document["servers"]
     if not isinstance(records, list):
         raise TypeError("'servers' is not a list")
-    checked: list[tuple[dict[str, Any], str, str]] = []
+    servers: list[Server] = []
     dropped = 0
     for record in records:
         if not isinstance(record, dict):
             raise TypeError("a server record is not an object")
         try:
-            checked.append((record, *Server.record_ids(record, project_id=project_id)))
+            ids = Server.record_ids(record, project_id=project_id)
         except (ValueError, KeyError):
             dropped += 1  # no id, or not a UUID: never in a URL, never merged with another
-    ids = tuple(server_id for _, server_id, _ in checked)
+            continue
+        servers.append(Server.from_checked(record, *ids))
+    built = tuple(servers)
     return ServerPage(
-        servers=_Deferred(checked),
-        next_marker=_next_marker(document, ids),
+        servers=built,
+        next_marker=_next_marker(document, tuple(s.id for s in built)),
         dropped=dropped,
-        server_ids=ids,
     )
-
-
-class _Deferred(Sequence[Server]):
-    """A page's servers, built from its checked records when first used.
-
-    Building 1,000 servers is most of a page's CPU; deferred, it runs while the listing's
-    request for the next page (whose marker is known already) is on its way.
-    """
-
-    __slots__ = ("_built", "_checked")
-
-    def __init__(self, checked: list[tuple[dict[str, Any], str, str]]) -> None:
-        self._checked = checked
-        self._built: tuple[Server, ...] | None = None
-
-    def _servers(self) -> tuple[Server, ...]:
-        if self._built is None:
-            self._built = tuple(Server.from_checked(*c) for c in self._checked)
-            self._checked = []
-        return self._built
-
-    def __len__(self) -> int:
-        return len(self._servers())
-
-    def __iter__(self) -> Iterator[Server]:
-        return iter(self._servers())
-
-    @overload
-    def __getitem__(self, index: int) -> Server: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Server]: ...
-
-    def __getitem__(self, index: int | slice) -> Server | Sequence[Server]:
-        return self._servers()[index]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence):
-            return tuple(self) == tuple(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # like a list: equal to sequences, unhashable
-
-    def __repr__(self) -> str:
-        return repr(self._servers())
 
 
 def _next_marker(document: Mapping[str, Any], ids: tuple[str, ...]) -> str | None:

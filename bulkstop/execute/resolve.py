@@ -40,7 +40,7 @@ PAGE_LIMIT: Final = 1000
 #: Up to this many servers of a project are resolved one GET each; more are read by listing.
 GET_THRESHOLD: Final = 25
 
-#: Event-loop turns the listing gives the request for the next page before it builds and judges
+#: Event-loop turns the listing gives the request for the next page before it merges and judges
 #: this one's servers (CPU work that holds the loop). On a kept-alive connection aiohttp puts a
 #: request on the wire in one turn (measured); the rest is margin for the gate and token cache.
 AHEAD_TURNS: Final = 8
@@ -133,7 +133,7 @@ class Reader:
         page cannot be read, EndpointError when the paging is broken (:func:`_check_progress`).
 
         The next page is asked for as soon as this one's ids have passed those checks; this
-        page's servers are then built, merged and given to ``each_page`` (if any) while that
+        page's servers are then merged and given to ``each_page`` (if any) while that
         request is in flight: at most one page ahead, so memory stays bounded by two pages.
         ``each_page`` sees each record merged with the copies of it seen so far; it may raise,
         which cancels the request ahead.
@@ -157,7 +157,9 @@ class Reader:
                         tg.start_soon(self._page_ahead, ahead_send, scope, query, following)
                         for _ in range(AHEAD_TURNS):  # the request ahead goes out first
                             await anyio.lowlevel.checkpoint()
-                    _add_page(out, number, page)  # builds the page's servers (CPU work)
+                    _add_page(
+                        out, number, page
+                    )  # CPU work, with each_page's, while the request is out
                     if each_page is not None:
                         each_page(number, [out[server_id][1] for server_id in ids])
                     if following is None:

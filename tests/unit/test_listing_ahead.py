@@ -1,4 +1,4 @@
-"""The listing asks for the next page while it builds and judges this one (issue 14).
+"""The listing asks for the next page while it merges and judges this one (issue 14).
 
 At most one page ahead; every failure (a page that cannot be read, a record without tags)
 still stops the resolution before any action is sent, and a copy of a server on a later page
@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
-from typing import Any
 
 import anyio
 import pytest
 from fakes import FakeClock, FakeCompute, fake_engine, make_server
 
-from bulkstop.cloud.http import _server_page
 from bulkstop.errors import CloudAccessError, UnsafeCloudError
 from bulkstop.execute.resolve import AHEAD_TURNS, Plan
 from bulkstop.models import ErrorInfo, ListQuery, Outcome, Reply, Server, ServerPage, ServerResult
@@ -209,47 +206,3 @@ def test_the_header_targets_are_what_the_json_encoder_writes() -> None:
     ]
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     assert list(target_records(plan)) == [encode(t) for t in expected]
-
-
-def detail(n: int, name: str) -> dict[str, object]:
-    return {"id": make_server(n).id, "tenant_id": "p1", "name": name, "tags": ["nightly-stop"]}
-
-
-async def test_a_page_is_built_after_the_next_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    last_of_first = make_server(2).id
-    documents: dict[str | None, dict[str, object]] = {
-        None: {
-            "servers": [detail(1, "a"), detail(2, "b")],
-            "servers_links": [{"rel": "next", "href": f"/servers/detail?marker={last_of_first}"}],
-        },
-        last_of_first: {"servers": [detail(3, "c")]},
-    }
-    events: list[str] = []
-
-    class Parsing(FakeCompute):
-        async def list_page(self, project_id: str, query: ListQuery, marker: str | None) -> Reply:
-            events.append(f"asked after {marker and marker[-1]}")
-            return Reply(status=200, body=_server_page(documents[marker], project_id))
-
-    build = Server.from_checked
-
-    def recorded(record: Mapping[str, Any], server_id: str, project_id: str) -> Server:
-        events.append(f"built {record['name']}")
-        return build(record, server_id, project_id)
-
-    monkeypatch.setattr(Server, "from_checked", recorded)
-    plan = await fake_engine(Parsing(), FakeClock()).resolve(NIGHTLY)
-    assert [e.server.name for e in plan.entries] == ["a", "b", "c"]
-    assert events == ["asked after None", "asked after 2", "built a", "built b", "built c"]
-
-
-def test_a_page_knows_its_ids_and_marker_before_its_servers_are_built() -> None:
-    kept, forged = make_server(1).id, {"id": "../x", "name": "forged"}
-    document = {
-        "servers": [detail(1, "a"), forged],
-        "servers_links": [{"rel": "next", "href": "/servers/detail?limit=2"}],
-    }
-    page = _server_page(document, "p1")
-    assert (page.ids, page.next_marker, page.dropped) == ((kept,), kept, 1)
-    assert page.servers == (Server.from_api(detail(1, "a")),)
-    assert list(page.servers) == [page.servers[0]] and len(page.servers) == 1

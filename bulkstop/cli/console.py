@@ -97,6 +97,12 @@ def run_async(
     except KeyboardInterrupt:
         # Only reached before anything was sent (once dispatch starts, the runner owns SIGINT).
         interrupted(last_words)
+    except Exception as exc:
+        # The KeyboardInterrupt of a signal can land inside a library's bookkeeping (anyio's
+        # cancel scope, mid-exit) and come out as that library's error: still the interruption.
+        if not _during_interrupt(exc):
+            raise
+        interrupted(last_words)
     finally:
         gc.set_threshold(*previous)
         signal.signal(signal.SIGTERM, previous_term)
@@ -172,6 +178,20 @@ def _abandoned_a_thread() -> bool:
     up without importing keystoneauth1 into commands that never load it."""
     auth = sys.modules.get("bulkstop.cloud.auth")
     return auth is not None and bool(auth.ABANDONED.is_set())
+
+
+def _during_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a KeyboardInterrupt was being handled."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        if isinstance(cause, BaseExceptionGroup):  # a task group's: any of its errors
+            return any(_during_interrupt(inner) for inner in cause.exceptions)
+        seen.add(id(cause))
+        cause = cause.__context__
+    return False
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:

@@ -77,3 +77,50 @@ class TestExitNow:
             "threading.Thread(target=work).start()\nexit_now(4)"
         )
         assert (done.returncode, done.stdout) == (4, "thread finished\n")
+
+
+def test_an_error_raised_while_a_signal_interrupts_is_the_interruption() -> None:
+    # SIGTERM's KeyboardInterrupt landed inside anyio's cancel-scope exit, which then raised
+    # "Attempted to exit a cancel scope...": exit 130 and one line, not a traceback.
+    probe = (
+        "from bulkstop.cli import console\n"
+        "async def main():\n"
+        "    try:\n"
+        "        raise KeyboardInterrupt\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise RuntimeError('Attempted to exit a cancel scope')\n"
+        "console.run_async(main)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 130
+    assert done.stderr == "bulkstop: interrupted; nothing was sent\n"
+
+
+def test_a_task_group_error_raised_while_a_signal_interrupts_is_the_interruption() -> None:
+    probe = (
+        "import anyio\n"
+        "from bulkstop.cli import console\n"
+        "async def fail():\n"
+        "    try:\n"
+        "        raise KeyboardInterrupt\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise RuntimeError('Attempted to exit a cancel scope')\n"
+        "async def main():\n"
+        "    async with anyio.create_task_group() as tg:\n"
+        "        tg.start_soon(fail)\n"
+        "console.run_async(main)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stderr) == (130, "bulkstop: interrupted; nothing was sent\n")
+
+
+def test_an_error_of_its_own_is_not_taken_for_an_interruption() -> None:
+    async def main() -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        console.run_async(main)

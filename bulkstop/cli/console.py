@@ -195,5 +195,14 @@ def _during_interrupt(exc: BaseException) -> bool:
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM before the runner watches signals (resolving, listing) is a Ctrl-C too."""
-    raise KeyboardInterrupt
+    """SIGTERM before the runner watches signals (resolving, listing) is a Ctrl-C too.
+
+    It is handled by SIGINT's handler: while the event loop runs that is asyncio's, which
+    cancels the run cleanly; a KeyboardInterrupt raised here could land anywhere, even in a
+    library's bookkeeping (anyio's cancel scope, asyncio's shutdown), and come out as its
+    error. Python's own handler raises KeyboardInterrupt, as a SIGINT would.
+    """
+    on_sigint = signal.getsignal(signal.SIGINT)
+    if not callable(on_sigint):  # SIGINT ignored (a background job): nothing to hand it to
+        raise KeyboardInterrupt
+    on_sigint(signal.SIGINT, frame)

@@ -124,3 +124,25 @@ def test_an_error_of_its_own_is_not_taken_for_an_interruption() -> None:
 
     with pytest.raises(RuntimeError, match="a bug"):
         console.run_async(main)
+
+
+def test_sigterm_while_the_loop_runs_cancels_the_run_as_ctrl_c_does() -> None:
+    # Not a KeyboardInterrupt raised wherever the signal lands (once inside anyio's cancel
+    # scope, in CI): the run is cancelled, its cleanup runs, and the exit is Ctrl-C's.
+    probe = (
+        "import os, signal, anyio\n"
+        "from bulkstop.cli import console\n"
+        "async def main():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        await anyio.sleep(60)\n"
+        "    except anyio.get_cancelled_exc_class():\n"
+        "        print('cancelled, cleaning up', flush=True)\n"
+        "        raise\n"
+        "console.run_async(main)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (130, "cancelled, cleaning up\n")
+    assert done.stderr == "bulkstop: interrupted; nothing was sent\n"

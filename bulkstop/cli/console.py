@@ -187,8 +187,10 @@ def _during_interrupt(exc: BaseException) -> bool:
     while cause is not None and id(cause) not in seen:
         if isinstance(cause, KeyboardInterrupt):
             return True
-        if isinstance(cause, BaseExceptionGroup):  # a task group's: any of its errors
-            return any(_during_interrupt(inner) for inner in cause.exceptions)
+        if isinstance(cause, BaseExceptionGroup) and any(  # a task group's: any of its errors
+            _during_interrupt(inner) for inner in cause.exceptions
+        ):
+            return True
         seen.add(id(cause))
         cause = cause.__context__
     return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from typing import Final
 
 import pytest
 
@@ -48,12 +49,37 @@ def test_a_command_runs_on_the_chosen_loop(monkeypatch: pytest.MonkeyPatch) -> N
     assert console.run_async(loop_module).startswith("uvloop")
 
 
-def _exit_in_child(body: str) -> subprocess.CompletedProcess[str]:
-    """Run ``body`` in a fresh interpreter that ends with ``exit_now``."""
-    probe = "import atexit, threading, time\nfrom bulkstop.cli.console import exit_now\n" + body
+def _in_child(probe: str) -> subprocess.CompletedProcess[str]:
+    """Run ``probe`` in a fresh interpreter: these tests end the process or signal it."""
     return subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def _exit_in_child(body: str) -> subprocess.CompletedProcess[str]:
+    """Run ``body``, which ends with ``exit_now``."""
+    return _in_child(
+        "import atexit, threading, time\nfrom bulkstop.cli.console import exit_now\n" + body
+    )
+
+
+def _run_async_in_child(body: str) -> subprocess.CompletedProcess[str]:
+    """Run ``body``, which defines ``main``, under ``run_async``."""
+    imports = "import os, signal, anyio\nfrom bulkstop.cli import console\n"
+    return _in_child(imports + body + "console.run_async(main)\n")
+
+
+#: The one line an interruption before anything was sent prints.
+INTERRUPTED: Final = "bulkstop: interrupted; nothing was sent\n"
+#: A coroutine that raises the error anyio raised when SIGTERM's KeyboardInterrupt landed inside
+#: its cancel-scope exit (in CI).
+_FAILS_DURING_INTERRUPT: Final = (
+    "async def fail():\n"
+    "    try:\n"
+    "        raise KeyboardInterrupt\n"
+    "    except KeyboardInterrupt:\n"
+    "        raise RuntimeError('Attempted to exit a cancel scope')\n"
+)
 
 
 class TestExitNow:
@@ -79,70 +105,42 @@ class TestExitNow:
         assert (done.returncode, done.stdout) == (4, "thread finished\n")
 
 
-def test_an_error_raised_while_a_signal_interrupts_is_the_interruption() -> None:
-    # SIGTERM's KeyboardInterrupt landed inside anyio's cancel-scope exit, which then raised
-    # "Attempted to exit a cancel scope...": exit 130 and one line, not a traceback.
-    probe = (
-        "from bulkstop.cli import console\n"
-        "async def main():\n"
-        "    try:\n"
-        "        raise KeyboardInterrupt\n"
-        "    except KeyboardInterrupt:\n"
-        "        raise RuntimeError('Attempted to exit a cancel scope')\n"
-        "console.run_async(main)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 130
-    assert done.stderr == "bulkstop: interrupted; nothing was sent\n"
+class TestInterruptedBeforeDispatch:
+    """Ctrl-C or SIGTERM while the loop runs, before anything was sent: exit 130, one line."""
 
+    def test_an_error_raised_while_the_interrupt_unwinds_is_the_interruption(self) -> None:
+        done = _run_async_in_child(_FAILS_DURING_INTERRUPT + "main = fail\n")
+        assert (done.returncode, done.stderr) == (130, INTERRUPTED)
 
-def test_a_task_group_error_raised_while_a_signal_interrupts_is_the_interruption() -> None:
-    probe = (
-        "import anyio\n"
-        "from bulkstop.cli import console\n"
-        "async def fail():\n"
-        "    try:\n"
-        "        raise KeyboardInterrupt\n"
-        "    except KeyboardInterrupt:\n"
-        "        raise RuntimeError('Attempted to exit a cancel scope')\n"
-        "async def main():\n"
-        "    async with anyio.create_task_group() as tg:\n"
-        "        tg.start_soon(fail)\n"
-        "console.run_async(main)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert (done.returncode, done.stderr) == (130, "bulkstop: interrupted; nothing was sent\n")
+    def test_so_is_a_task_group_error_raised_so(self) -> None:
+        done = _run_async_in_child(
+            _FAILS_DURING_INTERRUPT + "async def main():\n"
+            "    async with anyio.create_task_group() as tg:\n"
+            "        tg.start_soon(fail)\n"
+        )
+        assert (done.returncode, done.stderr) == (130, INTERRUPTED)
 
+    def test_an_error_of_its_own_is_not_taken_for_an_interruption(self) -> None:
+        async def main() -> None:
+            raise RuntimeError("a bug")
 
-def test_an_error_of_its_own_is_not_taken_for_an_interruption() -> None:
-    async def main() -> None:
-        raise RuntimeError("a bug")
+        with pytest.raises(RuntimeError, match="a bug"):
+            console.run_async(main)
 
-    with pytest.raises(RuntimeError, match="a bug"):
-        console.run_async(main)
-
-
-def test_sigterm_while_the_loop_runs_cancels_the_run_as_ctrl_c_does() -> None:
-    # Not a KeyboardInterrupt raised wherever the signal lands (once inside anyio's cancel
-    # scope, in CI): the run is cancelled, its cleanup runs, and the exit is Ctrl-C's.
-    probe = (
-        "import os, signal, anyio\n"
-        "from bulkstop.cli import console\n"
-        "async def main():\n"
-        "    try:\n"
-        "        os.kill(os.getpid(), signal.SIGTERM)\n"
-        "        await anyio.sleep(60)\n"
-        "    except anyio.get_cancelled_exc_class():\n"
-        "        print('cancelled, cleaning up', flush=True)\n"
-        "        raise\n"
-        "console.run_async(main)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert (done.returncode, done.stdout) == (130, "cancelled, cleaning up\n")
-    assert done.stderr == "bulkstop: interrupted; nothing was sent\n"
+    def test_sigterm_cancels_the_run_as_ctrl_c_does(self) -> None:
+        # Not a KeyboardInterrupt raised wherever the signal lands: the run is cancelled, its
+        # cleanup runs, and the exit is Ctrl-C's.
+        done = _run_async_in_child(
+            "async def main():\n"
+            "    try:\n"
+            "        os.kill(os.getpid(), signal.SIGTERM)\n"
+            "        await anyio.sleep(60)\n"
+            "    except anyio.get_cancelled_exc_class():\n"
+            "        print('cancelled, cleaning up', flush=True)\n"
+            "        raise\n"
+        )
+        assert (done.returncode, done.stdout, done.stderr) == (
+            130,
+            "cancelled, cleaning up\n",
+            INTERRUPTED,
+        )

@@ -102,18 +102,8 @@ class Server:
         a project id (see :func:`~bulkstop.identifiers.record_server_id`): such a record is
         not a server bulkstop may send anything for.
         """
-        return cls.from_checked(record, *cls.record_ids(record, project_id=project_id))
-
-    @staticmethod
-    def record_ids(record: Mapping[str, Any], *, project_id: str | None = None) -> tuple[str, str]:
-        """A record's server id and project id: the checks of :meth:`from_api`, which raise
-        :class:`ValueError` (or :class:`KeyError` without an id). Only these can fail."""
         server_id = record_server_id(record["id"])
-        return server_id, record_project_id(record.get("tenant_id") or project_id)
-
-    @classmethod
-    def from_checked(cls, record: Mapping[str, Any], server_id: str, project_id: str) -> Server:
-        """:meth:`from_api` for a record whose ids :meth:`record_ids` returned; never raises."""
+        project = record_project_id(record.get("tenant_id") or project_id)
         tags = record.get("tags")
         metadata = record.get("metadata")
         power = record.get("OS-EXT-STS:power_state")
@@ -121,7 +111,7 @@ class Server:
         return _assemble(
             cls,
             server_id,
-            project_id,
+            project,
             str(record.get("name") or ""),
             str(record.get("status") or ""),
             record.get("OS-EXT-STS:vm_state"),

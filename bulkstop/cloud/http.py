@@ -496,20 +496,14 @@ def _server_page(document: Any, project_id: str) -> ServerPage:
         if not isinstance(record, dict):
             raise TypeError("a server record is not an object")
         try:
-            ids = Server.record_ids(record, project_id=project_id)
+            servers.append(Server.from_api(record, project_id=project_id))
         except (ValueError, KeyError):
             dropped += 1  # no id, or not a UUID: never in a URL, never merged with another
-            continue
-        servers.append(Server.from_checked(record, *ids))
-    built = tuple(servers)
-    return ServerPage(
-        servers=built,
-        next_marker=_next_marker(document, tuple(s.id for s in built)),
-        dropped=dropped,
-    )
+    page = tuple(servers)
+    return ServerPage(servers=page, next_marker=_next_marker(document, page), dropped=dropped)
 
 
-def _next_marker(document: Mapping[str, Any], ids: tuple[str, ...]) -> str | None:
+def _next_marker(document: Mapping[str, Any], servers: tuple[Server, ...]) -> str | None:
     """The ``marker`` of the ``rel: next`` link, ``None`` on the last page.
 
     A next link without a marker falls back to the last id of the page, which is what Nova's
@@ -525,5 +519,5 @@ def _next_marker(document: Mapping[str, Any], ids: tuple[str, ...]) -> str | Non
             markers = parse_qs(query).get("marker")
             if markers:
                 return markers[-1]
-            return ids[-1] if ids else None
+            return servers[-1].id if servers else None
     return None

@@ -574,11 +574,15 @@ def _retire_finished(path: str) -> None:
 
 def _never_started(path: str) -> bool:
     """The file holds no whole line: a journal whose header was never written (empty, or
-    torn by a full disk). Another bulkstop writing it right now holds its lock."""
+    torn by a full disk). Another bulkstop writing it right now holds its lock.
+
+    The whole file is looked through: a header is one line, over 1 MiB from ~7,000 servers.
+    """
     try:
         with open(path, "rb") as handle:
-            if b"\n" in handle.read(1 << 20):
-                return False
+            while chunk := handle.read(1 << 20):
+                if b"\n" in chunk:
+                    return False
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
         return False

@@ -155,6 +155,20 @@ class TestWriting:
         assert records()[3:] == [("outcome", second.server.id), ("outcome", third.server.id)]
         journal.close(halted_by=None)
 
+    async def test_an_unfinished_journal_with_a_header_over_a_mebibyte_is_kept(
+        self, tmp_path: Path
+    ) -> None:
+        # The header is one line (~155 bytes a server): a killed run of 10,000 servers left
+        # one of 1.5 MiB, then intents. It was taken for a journal that never started, and
+        # deleted, when only its first MiB was looked at for a line.
+        path = tmp_path / "run.journal.jsonl"
+        header = json.dumps({"type": "header", "targets": "x" * (3 << 19)})
+        left = f'{header}\n{{"type":"intent","id":"{make_server(1).id}"}}\n'
+        path.write_text(left)
+        with pytest.raises(UsageError, match="already exists and its run did not finish"):
+            start_journal(Journal(str(path)), await plan_of(fleet(2)))
+        assert path.read_text() == left
+
     async def test_a_run_records_header_intents_outcomes_and_end(self, tmp_path: Path) -> None:
         fake = fleet(4)
         path = tmp_path / "j.jsonl"

@@ -49,7 +49,7 @@ from bulkstop.execute.dispatch import DispatcherFactory
 from bulkstop.execute.gate import CallResult, NotAdmitted
 from bulkstop.execute.ledger import result_for
 from bulkstop.limits import MAX_BATCH_SIZE, MAX_JOB_POLL_INTERVAL
-from bulkstop.models import Action, ErrorInfo, Job, Outcome, Server, SubJob
+from bulkstop.models import Action, ErrorInfo, Job, Outcome, Reply, Server, SubJob
 from bulkstop.plan.eligibility import PlanEntry
 from bulkstop.plan.rails import Batch
 
@@ -225,7 +225,11 @@ class BatchDispatcher:
             # A halt cancels the call while it waits for its turn (``res`` stays None).
             with ctx.halting.waiting() as waiting:
                 res = await ctx.gate.call(
-                    chunk.scope, request, admit=partial(self._admit, chunk, waiting)
+                    chunk.scope,
+                    request,
+                    admit=partial(self._admit, chunk, waiting),
+                    until=ctx.halting.deadline_at,
+                    on_reply=partial(self._heard, ids),
                 )
         except NotAdmitted:
             self._answered(chunk)
@@ -249,6 +253,11 @@ class BatchDispatcher:
         reason = res.gave_up or f"batch call refused (HTTP {res.reply.status})"
         self._finish_all(chunk, Outcome.FAILED, error=error, reason=reason)
         return True
+
+    def _heard(self, ids: list[str], reply: Reply, unserved: bool) -> None:
+        """The gate's ``on_reply`` for a batch call: an answer for each server of the chunk."""
+        for server_id in ids:
+            self.context.ledger.heard(server_id, reply, unserved)
 
     def _admit(self, chunk: _Chunk, waiting: anyio.CancelScope) -> bool:
         """Intents for every server of the chunk, just before its call leaves."""

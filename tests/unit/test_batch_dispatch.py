@@ -39,6 +39,8 @@ class FakeBatch:
     polls: list[Reply] = field(default_factory=list)
     posts: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     gets: int = 0
+    #: When given, what every batch call is answered instead of the job.
+    refusal: Reply | None = None
 
     async def batch_action(
         self,
@@ -50,7 +52,7 @@ class FakeBatch:
         stop_type: str | None = None,
     ) -> Reply:
         self.posts.append((service, tuple(server_ids)))
-        return Reply(status=200, body=JOB)
+        return self.refusal or Reply(status=200, body=JOB)
 
     async def get_job(self, project_id: str, service: str, job_id: str) -> Reply:
         self.gets += 1
@@ -167,6 +169,30 @@ class TestRails:
         assert len(batch.posts) == 3
         assert [r.outcome for r in results] == [Outcome.STOPPED] * 3 + [Outcome.NOT_ATTEMPTED] * 2
         assert engine.halted == "deadline"
+
+    def deadline_run(self, servers: int, refusal: Reply) -> tuple[Engine, FakeBatch]:
+        batch = FakeBatch(refusal=refusal)
+        engine = fake_engine(
+            FakeCompute.with_servers([make_server(i) for i in range(servers)]),
+            FakeClock(),
+            dispatcher=batch_dispatcher(batch, BatchSettings(service="ecs")),
+            rails=Rails(deadline=utc_now() + timedelta(seconds=2.5)),
+        )
+        return engine, batch
+
+    async def test_a_failed_batch_call_is_not_retried_after_the_deadline(self) -> None:
+        # 503s: the gate retries with backoff (1, 2, 4 s...), but not past the deadline.
+        engine, batch = self.deadline_run(2, Reply(status=503))
+        results = await engine.execute(await engine.resolve(NIGHTLY))
+        assert len(batch.posts) < engine.gate.policy.max_attempts
+        assert {r.reason for r in results} == {"deadline passed before a retry"}
+
+    async def test_a_chunk_only_ever_throttled_is_not_attempted(self) -> None:
+        # Every answer a 429: the cloud carried nothing out, whatever stopped the run.
+        engine, _ = self.deadline_run(2, Reply(status=429, retry_after=2.0))
+        results = await engine.execute(await engine.resolve(NIGHTLY))
+        assert {r.outcome for r in results} == {Outcome.NOT_ATTEMPTED}
+        assert {r.attempts for r in results} == {2}
 
 
 class TestSettings:

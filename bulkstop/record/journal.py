@@ -57,7 +57,7 @@ from bulkstop.models import Action, ServerResult
 from bulkstop.plan.eligibility import PlanEntry
 
 # The report's per-server fields are the journal's outcome fields: one serialization for both.
-from bulkstop.record.report import server_from_dict, server_json, utf8_string
+from bulkstop.record.report import server_from_dict, server_json, utf8_dumps, utf8_string
 from bulkstop.timespec import format_time, parse_moment, utc_now
 
 SCHEMA: Final = "bulkstop/journal/v1"
@@ -69,7 +69,6 @@ JOURNAL_SUFFIX: Final = ".journal.jsonl"
 _MODE: Final = 0o600
 _NEW_FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL
 _APPEND_FLAGS: Final = os.O_WRONLY | os.O_APPEND
-_dumps: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 ErrorHook = Callable[[str], None]
 
@@ -208,9 +207,9 @@ class Journal(Observer):
             "pid": os.getpid(),
         }
         # The targets (one per server: 10,000 before the first stop) formatted by hand, as
-        # _dumps would write them, and spliced in as the header's last key.
+        # utf8_dumps would write them, and spliced in as the header's last key.
         targets = ",".join(target_records(plan))
-        line = f'{_dumps(header)[:-1]},"targets":[{targets}]}}\n'
+        line = f'{utf8_dumps(header)[:-1]},"targets":[{targets}]}}\n'
         try:
             self._open(fd, line, on_error)
         except RecordError:
@@ -256,7 +255,7 @@ class Journal(Observer):
             "options": dict(options),
             "command": list(command),
         }
-        self._open(fd, ("\n" if state.unterminated else "") + _dumps(record) + "\n", on_error)
+        self._open(fd, ("\n" if state.unterminated else "") + utf8_dumps(record) + "\n", on_error)
 
     def _lock(self, fd: int) -> None:
         """Hold the journal for the run: a second bulkstop (a resume started while the run
@@ -315,7 +314,7 @@ class Journal(Observer):
     def job_started(self, scope: str, service: str, job_id: str, ids: Sequence[str]) -> None:
         record = {"type": "job", "scope": scope, "service": service, "job_id": job_id}
         # After the outcomes waiting, in order, and at once (like an intent).
-        self._pending.append(_dumps({**record, "ids": list(ids)}))
+        self._pending.append(utf8_dumps({**record, "ids": list(ids)}))
         self._flush()
 
     def _write(self, record: str) -> None:
@@ -359,7 +358,9 @@ class Journal(Observer):
             return
         self._flush()
         self._write(
-            _dumps({"type": "end", "finished_at": format_time(utc_now()), "halted_by": halted_by})
+            utf8_dumps(
+                {"type": "end", "finished_at": format_time(utc_now()), "halted_by": halted_by}
+            )
         )
         self._closing.set()
         if self._syncer is not None:

@@ -54,8 +54,9 @@ from bulkstop.timespec import format_time, parse_moment
 SCHEMA: Final = REPORT_SCHEMA
 #: The compact encoder of report rows and journal records (``server_json`` falls back on it).
 _compact: Final = json.JSONEncoder(separators=(",", ":")).encode
-_utf8: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-#: A string as ``_compact`` and ``_utf8`` write it (the C functions behind the encoders).
+#: The same, writing UTF-8 text as it is (the journal's records).
+utf8_dumps: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: A string as ``_compact`` and ``utf8_dumps`` write it (the C functions behind the encoders).
 _ascii: Final = json.encoder.encode_basestring_ascii
 utf8_string: Final = json.encoder.encode_basestring
 #: How many of the most common errors and slowest requests the human summary lists.
@@ -253,7 +254,7 @@ def server_json(s: ServerResult, *, string: Callable[[str], str] = _ascii) -> st
     this equal to the encoder's text.
     """
     if s.error is not None:
-        return _compact(server_to_dict(s)) if string is _ascii else _utf8(server_to_dict(s))
+        return _compact(server_to_dict(s)) if string is _ascii else utf8_dumps(server_to_dict(s))
     status, reason, request_id, elapsed, job_id = (
         s.http_status,
         s.reason,

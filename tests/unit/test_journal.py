@@ -23,7 +23,13 @@ from bulkstop.models import INTERRUPTED, Action, ErrorInfo, Outcome, Reply, Serv
 from bulkstop.plan.eligibility import PlanEntry
 from bulkstop.record import journal as journal_module
 from bulkstop.record.journal import SCHEMA, Journal, journal_path_for, read_journal
-from bulkstop.record.report import Report, server_from_dict, server_json, server_to_dict
+from bulkstop.record.report import (
+    Report,
+    server_from_dict,
+    server_json,
+    server_to_dict,
+    utf8_dumps,
+)
 from bulkstop.record.resume import adopt, journal_report, merge, resume_selector
 from bulkstop.runner import RunRequest, run
 from bulkstop.select.selector import PROTECT_TAG, Selector
@@ -646,7 +652,7 @@ def test_hand_formatted_records_are_what_the_encoders_write(
     result: ServerResult, job_id: str | None
 ) -> None:
     result = dataclasses.replace(result, job_id=job_id)
-    expected = journal_module._dumps({"type": "outcome", **server_to_dict(result)})
+    expected = utf8_dumps({"type": "outcome", **server_to_dict(result)})
     assert journal_module.outcome_record(result) == expected
     # The report's row: the same fields, ASCII-only, compact.
     row = json.JSONEncoder(separators=(",", ":")).encode(server_to_dict(result))

@@ -90,14 +90,16 @@ class Ending:
             report_path=self.report_path,
             error=error,
         )
-        tell(end, self.settings)
+        # Ctrl-C while a slow webhook is told cuts the telling short, and only that: the exit
+        # (the run's code, or the interruption being told) goes on unchanged.
+        with contextlib.suppress(KeyboardInterrupt):
+            tell(end, self.settings)
 
     def last_words(self, code: int, error: BulkstopError | None) -> None:
         """For a command that must leave at once (``os._exit`` skips :func:`after_run`'s
         ``finally``): an interruption before anything was sent (``error`` None), or an error
         with a Keystone thread abandoned. A second signal cuts it short."""
-        with contextlib.suppress(KeyboardInterrupt):
-            self.finish(code, INTERRUPTED_EARLY if error is None else message_of(error))
+        self.finish(code, INTERRUPTED_EARLY if error is None else message_of(error))
 
 
 @contextlib.contextmanager

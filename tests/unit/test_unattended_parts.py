@@ -141,3 +141,25 @@ def test_a_json_log_line_masks_credentials_in_urls(capsys: pytest.CaptureFixture
         log.set_format("text")
     line = json.loads(capsys.readouterr().err)
     assert line["message"] == "cannot reach http://***@nova/v2.1"
+
+
+def test_ctrl_c_while_telling_keeps_the_runs_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A slow webhook, Ctrl-C: the run already ended with its code; the telling stops, the
+    # exit is not turned into "interrupted; nothing was sent".
+    from bulkstop.cli import unattended
+    from bulkstop.models import Action
+
+    def interrupted(end: RunEnd, settings: unattended.Unattended) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(unattended, "tell", interrupted)
+    params = {
+        "metrics_file": None,
+        "pushgateway": None,
+        "metrics_labels": (),
+        "notify_urls": ("https://hooks.example/x",),
+        "notify_format": "json",
+    }
+    with pytest.raises(SystemExit) as done, unattended.after_run(Action.STOP, params):
+        raise SystemExit(1)
+    assert done.value.code == 1

@@ -21,7 +21,7 @@ import signal
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import anyio
 
@@ -254,24 +254,39 @@ def _selection(request: RunRequest, plan: Plan) -> dict[str, Any]:
     }
 
 
+#: What a run watches while it dispatches, and ignores while it writes the report.
+_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def _signals_ignored(active: bool) -> Iterator[None]:
     """Once the signal watcher is gone, SIGINT/SIGTERM would kill the report half-written."""
     if not active:
         yield
         return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in _SIGNALS}
+    with _handlers_restored(previous):
+        yield
+
+
+@contextlib.contextmanager
+def _handlers_restored(previous: dict[signal.Signals, Any]) -> Iterator[None]:
+    """Put ``previous`` signal handlers back on the way out."""
     try:
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(s, handler)
 
 
 async def _watch_signals(engine: Engine, execution: anyio.CancelScope, grace: float) -> None:
     """First SIGINT/SIGTERM: halt dispatch, cancel in-flight work after ``grace``. Second: now."""
     interrupted = False
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # Closing the receiver resets the handlers to Python's defaults (SIGTERM: die at once),
+    # not to what was there (the CLI's, which end a run in one line and tell its end).
+    previous = {s: signal.getsignal(s) for s in _SIGNALS}
+    with _handlers_restored(previous), anyio.open_signal_receiver(*previous) as signals:
         async for _ in signals:
             if interrupted:
                 execution.cancel()

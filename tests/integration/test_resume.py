@@ -159,3 +159,25 @@ async def test_stops_in_flight_at_a_crash_are_credited_not_repeated(
         assert "went through" in (results[server_id].reason or "")
         assert results[server_id].attempts == 1  # the interrupted part's request
     assert not read_journal(str(journal)).unfinished
+
+
+async def test_a_run_that_watched_signals_puts_their_handlers_back(
+    runner: Runner, make_mock_cloud: MakeMock, tmp_path: Path
+) -> None:
+    # Closing the signal receiver reset SIGTERM to "die at once": after dispatch, the CLI's
+    # handler (one line, the end told) was gone until the process ended.
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError("not called")
+
+    before = {s: signal.signal(s, mine) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        mock = await make_mock_cloud(servers=6, projects=1, seed=4)
+        request = RunRequest(
+            selector=TAGGED, options=run_options(), report_path=str(tmp_path / "run.json")
+        )
+        await runner(mock, request, handle_signals=True)
+        assert signal.getsignal(signal.SIGINT) is mine
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

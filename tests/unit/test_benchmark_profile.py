@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-profile = pytest.importorskip("benchmarks.profile")  # from the checkout's root, as CI runs
+from benchmarks import profile
 
 FRAMES = [
     {"name": "<module>", "file": "/v/site-packages/aiohttp/__init__.py"},

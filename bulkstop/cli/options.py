@@ -86,7 +86,6 @@ def cli_words(text: str) -> str:
 
 #: What each source of servers decides already, for the refusal message.
 _ALREADY_CHOSEN: Final = {
-    "--plan": "already says which servers and projects",
     "--from-report": "already says which servers",
     "--resume": "takes the servers and the journal from its journal",
 }

@@ -93,9 +93,7 @@ class Halting:
         """A cancel scope for a request waiting for its turn: a halt cancels it, until
         :meth:`on_the_wire` says the request has gone out (then only the runner's grace can)."""
         scope = anyio.CancelScope()
-        if self._reason is not None:
-            scope.cancel()
-        self._waiting.add(scope)
+        self.arm(scope)
         try:
             with scope:
                 yield scope

@@ -73,12 +73,12 @@ class Waiter:
             await ctx.sleep(ctx.options.poll_interval)
             if not self.pending:
                 continue
-            halted = ctx.halting.reason
-            if halted is not None and ctx.halting.ends_waiting and self.dispatch_done:
+            if ctx.halting.ends_waiting and self.dispatch_done:
                 for waiting in self.pending.values():
                     ctx.ledger.finish(
                         dataclasses.replace(
-                            waiting.result, reason=f"{halted} before {spec.final_status}"
+                            waiting.result,
+                            reason=f"{ctx.halting.reason} before {spec.final_status}",
                         )
                     )
                 self.pending.clear()

@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Final
 
 from bulkstop.errors import EXIT_INTERRUPTED, EXIT_REFUSED
+from bulkstop.execute.halt import DEADLINE
+from bulkstop.models import INTERRUPTED
 from bulkstop.record.report import Report
 
 #: ``halted_by`` prefixes that name a rail (the rest of the text says why).
@@ -21,8 +23,8 @@ RAILS: Final = frozenset(
         "max-errors",
         "max-servers",
         "max-percent",
-        "deadline",
-        "interrupted",
+        DEADLINE,
+        INTERRUPTED,
         "not confirmed",
     }
 )

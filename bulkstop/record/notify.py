@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from bulkstop.models import Outcome
-from bulkstop.record.report import server_to_dict
+from bulkstop.record.report import failure_text, server_to_dict
 from bulkstop.record.runend import RunEnd
 from bulkstop.redaction import redact_url
 
@@ -49,12 +49,9 @@ def json_payload(end: RunEnd, *, max_failed: int = MAX_FAILED) -> dict[str, Any]
         "failed_total": 0,
     }
     if end.report is not None:
-        document = end.report.to_dict()
-        for bulky in ("servers", "timeline"):
-            document.pop(bulky, None)
-        failed = [s for s in end.report.servers if s.outcome.is_failure]
+        failed = end.report.tally.failures
         payload.update(
-            report=document,
+            report=end.report.summary_document(),
             failed=[server_to_dict(s) for s in failed[:max_failed]],
             failed_total=len(failed),
         )
@@ -74,10 +71,9 @@ def slack_text(end: RunEnd, *, shown: int = MAX_FAILED_SHOWN) -> str:
         lines.append(f"{len(report.servers)} selected: {', '.join(parts) or 'nothing matched'}")
         if report.halted_by:
             lines.append(f"halted by {end.rail}: {report.halted_by}")
-        failed = [s for s in report.servers if s.outcome.is_failure]
+        failed = report.tally.failures
         for s in failed[:shown]:
-            why = f"{s.error.code}: {s.error.message}" if s.error else (s.reason or "")
-            lines.append(f"• {s.id} {s.name or ''} {s.outcome.value}: {why[:120]}".rstrip())
+            lines.append(f"• {s.id} {s.name or ''} {s.outcome.value}: {failure_text(s)}")
         if len(failed) > shown:
             lines.append(f"… and {len(failed) - shown} more failed")
     if end.report_path not in (None, "-"):

@@ -106,6 +106,13 @@ class Report:
         head, tail = self._parts()
         return {**head, "servers": [server_to_dict(s) for s in self.servers], **tail}
 
+    def summary_document(self) -> dict[str, Any]:
+        """The JSON document without its bulky parts (``servers``, ``timeline``): what a
+        notification carries, built without encoding every server."""
+        head, tail = self._parts()
+        head.pop("timeline", None)
+        return {**head, **tail}
+
     def _parts(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The document's keys before ``servers`` and after it."""
         tally = self.tally
@@ -274,6 +281,11 @@ def server_json(s: ServerResult, *, string: Callable[[str], str] = _ascii) -> st
     )
 
 
+def failure_text(s: ServerResult) -> str:
+    """Why a server failed, in one short line: its error, else its reason."""
+    return (f"{s.error.code}: {s.error.message}" if s.error else (s.reason or "?"))[:120]
+
+
 def server_from_dict(d: Mapping[str, Any]) -> ServerResult:
     """The inverse of :func:`server_to_dict`; KeyError/ValueError/TypeError if malformed."""
     error = d.get("error")
@@ -424,10 +436,7 @@ def render_summary(report: Report) -> str:
         for pid, p in projects.items():
             parts = ", ".join(f"{k} {v}" for k, v in p["outcomes"].items())
             lines.append(f"    {pid}: {parts}")
-    errors = collections.Counter(
-        f"{s.error.code}: {s.error.message}"[:120] if s.error else (s.reason or "?")
-        for s in tally.failures
-    )
+    errors = collections.Counter(failure_text(s) for s in tally.failures)
     if errors:
         lines.append("  most common errors:")
         lines.extend(f"    {n:>6} x {text}" for text, n in errors.most_common(SUMMARY_TOP))

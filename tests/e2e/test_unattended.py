@@ -158,6 +158,7 @@ class TestMetricsAndNotifications:
         assert note["exit_code"] == 0 and note["rail"] == "none"
         assert note["report"]["summary"]["outcomes"] == {"accepted": 10, "stopped": 2}
         assert "servers" not in note["report"] and note["failed"] == []
+        assert "timeline" not in note["report"]
         # The webhook's secret is in no record of the run.
         assert SECRET not in report.read_text()
         journal = tmp_path / "nightly.journal.jsonl"
